@@ -1,0 +1,304 @@
+"""The ``oauth-tai`` command: serve, and manage consumers, users and tokens."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import secrets
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from oauth_tai.errors import OAuthTaiError
+from oauth_tai.provider.registry import Consumer
+from oauth_tai.settings import Settings
+from oauth_tai.system import Provider, open_provider
+
+DEMO_USER = "alice"
+DEMO_CLIENT = "demo-app"
+DEMO_REDIRECT = "http://127.0.0.1:9000/callback"
+
+
+class CommandError(OAuthTaiError):
+    """A command cannot do what it was asked; its message is for the user."""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit status."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "run"):
+        parser.print_help(sys.stderr)
+        return 2
+
+    try:
+        settings = Settings.load()
+        result: int = args.run(args, settings)
+    except OAuthTaiError as exc:
+        print(f"oauth-tai: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return result
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="oauth-tai",
+        description="OAuth 2.0 provider, trust association middleware and tools.",
+    )
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--json", action="store_true", help="print JSON for scripts")
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    serve = commands.add_parser(
+        "serve", help="run provider, middleware and app on one port"
+    )
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.set_defaults(run=_serve)
+
+    demo = commands.add_parser(
+        "demo",
+        parents=[common],
+        help="create a demo user and consumer once, and print their credentials",
+    )
+    demo.set_defaults(run=_demo)
+
+    _add_clients(commands, common)
+    _add_users(commands, common)
+
+    tokens = commands.add_parser("tokens", help="manage stored tokens")
+    tokens_commands = tokens.add_subparsers(title="commands", metavar="COMMAND")
+    purge = tokens_commands.add_parser(
+        "purge", parents=[common], help="delete expired codes and tokens"
+    )
+    purge.set_defaults(run=_tokens_purge)
+    return parser
+
+
+def _add_clients(commands: Any, common: argparse.ArgumentParser) -> None:
+    clients = commands.add_parser("clients", help="manage registered consumers")
+    sub = clients.add_subparsers(title="commands", metavar="COMMAND")
+
+    add = sub.add_parser("add", parents=[common], help="register a consumer")
+    add.add_argument("client_id")
+    add.add_argument("--name", required=True, help="name shown to users")
+    add.add_argument("--redirect-uri", required=True)
+    add.set_defaults(run=_clients_add)
+
+    edit = sub.add_parser("edit", parents=[common], help="change a consumer")
+    edit.add_argument("client_id")
+    edit.add_argument("--name")
+    edit.add_argument("--redirect-uri")
+    edit.set_defaults(run=_clients_edit)
+
+    for name, helptext, run in [
+        ("show", "show one consumer", _clients_show),
+        ("delete", "delete a consumer and revoke its grants", _clients_delete),
+        ("reset-secret", "give a consumer a new secret", _clients_reset_secret),
+    ]:
+        command = sub.add_parser(name, parents=[common], help=helptext)
+        command.add_argument("client_id")
+        command.set_defaults(run=run)
+
+    listing = sub.add_parser("list", parents=[common], help="list consumers")
+    listing.add_argument("--offset", type=int, default=0)
+    listing.add_argument("--limit", type=int, default=None)
+    listing.set_defaults(run=_clients_list)
+
+    count = sub.add_parser("count", parents=[common], help="count consumers")
+    count.set_defaults(run=_clients_count)
+
+
+def _add_users(commands: Any, common: argparse.ArgumentParser) -> None:
+    users = commands.add_parser("users", help="manage the built-in user directory")
+    sub = users.add_subparsers(title="commands", metavar="COMMAND")
+
+    add = sub.add_parser("add", parents=[common], help="add a user")
+    add.add_argument("username")
+    add.add_argument(
+        "--password-stdin",
+        action="store_true",
+        required=True,
+        help="read the password from the first line of standard input",
+    )
+    add.set_defaults(run=_users_add)
+
+    listing = sub.add_parser("list", parents=[common], help="list users")
+    listing.set_defaults(run=_users_list)
+
+    delete = sub.add_parser("delete", parents=[common], help="delete a user")
+    delete.add_argument("username")
+    delete.set_defaults(run=_users_delete)
+
+
+# -- serve -------------------------------------------------------------------
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    from oauth_tai.serving import serve
+
+    serve(settings, args.host, args.port)
+    return 0
+
+
+def _demo(args: argparse.Namespace, settings: Settings) -> int:
+    provider = open_provider(settings)
+    if provider.registry.find(DEMO_CLIENT) is not None:
+        _say(
+            args,
+            {"created": False},
+            f"The demo is set up already: consumer {DEMO_CLIENT}, user {DEMO_USER}.",
+        )
+        return 0
+
+    password = secrets.token_urlsafe(12)
+    provider.users.add(DEMO_USER, password)
+    _consumer, secret = provider.registry.add(DEMO_CLIENT, "Demo App", DEMO_REDIRECT)
+    values = {
+        "DEMO_USER": DEMO_USER,
+        "DEMO_PASSWORD": password,
+        "CLIENT_ID": DEMO_CLIENT,
+        "CLIENT_SECRET": secret,
+        "REDIRECT_URI": DEMO_REDIRECT,
+    }
+    exports = "export " + " ".join(f"{k}={v}" for k, v in values.items())
+    _say(
+        args,
+        {"created": True, **values},
+        "Demo created. These credentials are shown only now; paste this line\n"
+        "into the shell where you follow the README walkthrough:\n\n"
+        f"  {exports}\n",
+    )
+    return 0
+
+
+# -- clients -----------------------------------------------------------------
+
+
+def _clients_add(args: argparse.Namespace, settings: Settings) -> int:
+    consumer, secret = _provider(settings).registry.add(
+        args.client_id, args.name, args.redirect_uri
+    )
+    data = {**_consumer_json(consumer), "client_secret": secret}
+    _say(
+        args,
+        data,
+        f"Registered {consumer.client_id} ({consumer.name}).\n"
+        f"client_secret: {secret}\n"
+        "Keep the secret now: it is stored only as a hash and not shown again.",
+    )
+    return 0
+
+
+def _clients_edit(args: argparse.Namespace, settings: Settings) -> int:
+    if args.name is None and args.redirect_uri is None:
+        raise CommandError("nothing to change: give --name or --redirect-uri")
+
+    consumer = _provider(settings).registry.edit(
+        args.client_id, name=args.name, redirect_uri=args.redirect_uri
+    )
+    _say(args, _consumer_json(consumer), f"Changed {consumer.client_id}.")
+    return 0
+
+
+def _clients_show(args: argparse.Namespace, settings: Settings) -> int:
+    consumer = _provider(settings).registry.get(args.client_id)
+    data = _consumer_json(consumer)
+    _say(args, data, "\n".join(f"{k}: {v}" for k, v in data.items()))
+    return 0
+
+
+def _clients_list(args: argparse.Namespace, settings: Settings) -> int:
+    if args.offset < 0 or (args.limit is not None and args.limit < 1):
+        raise CommandError("--offset must be 0 or more and --limit 1 or more")
+
+    found = _provider(settings).registry.list(args.offset, args.limit)
+    lines = [f"{c.client_id}\t{c.name}\t{c.redirect_uri}" for c in found]
+    _say(
+        args,
+        [_consumer_json(c) for c in found],
+        "\n".join(lines) if lines else "No consumers registered.",
+    )
+    return 0
+
+
+def _clients_count(args: argparse.Namespace, settings: Settings) -> int:
+    count = _provider(settings).registry.count()
+    _say(args, {"count": count}, str(count))
+    return 0
+
+
+def _clients_delete(args: argparse.Namespace, settings: Settings) -> int:
+    _provider(settings).registry.delete(args.client_id)
+    _say(
+        args,
+        {"deleted": args.client_id},
+        f"Deleted {args.client_id}; its grants and tokens are revoked.",
+    )
+    return 0
+
+
+def _clients_reset_secret(args: argparse.Namespace, settings: Settings) -> int:
+    secret = _provider(settings).registry.reset_secret(args.client_id)
+    _say(
+        args,
+        {"client_id": args.client_id, "client_secret": secret},
+        f"client_secret: {secret}\nThe old secret no longer works.",
+    )
+    return 0
+
+
+# -- users and tokens ----------------------------------------------------------
+
+
+def _users_add(args: argparse.Namespace, settings: Settings) -> int:
+    password = sys.stdin.readline().rstrip("\r\n")
+    if not password:
+        raise CommandError("no password on standard input")
+
+    _provider(settings).users.add(args.username, password)
+    _say(args, {"username": args.username}, f"Added user {args.username}.")
+    return 0
+
+
+def _users_list(args: argparse.Namespace, settings: Settings) -> int:
+    names = _provider(settings).users.list()
+    _say(args, names, "\n".join(names) if names else "No users.")
+    return 0
+
+
+def _users_delete(args: argparse.Namespace, settings: Settings) -> int:
+    _provider(settings).users.delete(args.username)
+    _say(args, {"deleted": args.username}, f"Deleted user {args.username}.")
+    return 0
+
+
+def _tokens_purge(args: argparse.Namespace, settings: Settings) -> int:
+    gone = _provider(settings).store.purge()
+    _say(args, {"purged": gone}, f"Purged {gone} expired codes and tokens.")
+    return 0
+
+
+# -- helpers -------------------------------------------------------------------
+
+
+def _provider(settings: Settings) -> Provider:
+    return open_provider(settings)
+
+
+def _consumer_json(consumer: Consumer) -> dict[str, Any]:
+    return dataclasses.asdict(consumer)
+
+
+def _say(args: argparse.Namespace, data: Any, text: str) -> None:
+    if getattr(args, "json", False):
+        print(json.dumps(data, indent=2))
+    else:
+        print(text)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,52 @@
+"""The package's exception tree.
+
+Callers catch :class:`OAuthTaiError` for anything raised on purpose here;
+the subclasses name the condition and carry what a caller needs to act.
+"""
+
+
+class OAuthTaiError(Exception):
+    """Root of every error raised on purpose by oauth-tai."""
+
+
+class ConfigurationError(OAuthTaiError):
+    """A setting is missing or has a value that cannot be used."""
+
+
+class ProviderUnavailable(OAuthTaiError):
+    """The provider could not give an answer about a token.
+
+    Distinct from an inactive token: the middleware answers 503 with
+    ``Retry-After`` instead of 401, so a consumer keeps its token.
+    """
+
+    def __init__(self, reason: str, retry_after: int = 5) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.retry_after = retry_after
+
+
+class RegistryError(OAuthTaiError):
+    """A change to the consumer registry or the user directory was refused."""
+
+
+class NotFound(RegistryError):
+    """The named consumer or user does not exist."""
+
+    def __init__(self, kind: str, name: str) -> None:
+        super().__init__(f"no {kind} named {name!r}")
+        self.kind = kind
+        self.name = name
+
+
+class AlreadyExists(RegistryError):
+    """A consumer or user with that name is already registered."""
+
+    def __init__(self, kind: str, name: str) -> None:
+        super().__init__(f"a {kind} named {name!r} already exists")
+        self.kind = kind
+        self.name = name
+
+
+class InvalidValue(RegistryError):
+    """A field of a consumer or user has a value that is not allowed."""

@@ -1,0 +1,178 @@
+"""The trust association interceptor, as WSGI middleware.
+
+Use it in front of any WSGI application whose API is called by consumers
+(third-party applications) with OAuth 2.0 bearer tokens. For each request
+whose path it intercepts, it takes the bearer token from the Authorization
+header, resolves it through the cache tiers to the provider's answer, and
+only then calls the application, with ``REMOTE_USER``, ``AUTH_TYPE`` and
+``oauth_tai.identity`` set to the user who granted access and the consumer
+holding the token.
+
+What it trusts: the provider's answer (the in-process token store or an
+RFC 7662 endpoint), and cache entries it or a sibling process wrote under
+the shared secret. What it ignores: any ``REMOTE_USER`` already in the
+environ and any identity a client claims. A request without a valid token
+never reaches the application on an intercepted path; when the provider
+cannot answer, the consumer gets 503 and keeps its token.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import time
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from oauth_tai.bearer import (
+    BearerError,
+    InvalidToken,
+    MissingToken,
+    ServiceUnavailable,
+    take_token,
+)
+from oauth_tai.cache import LOG_HASH_CHARS, Miss, TokenCache
+from oauth_tai.errors import ProviderUnavailable
+from oauth_tai.identity import ENVIRON_KEY, Identity, identity_from_answer
+from oauth_tai.validators import TokenValidator
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+
+logger = logging.getLogger(__name__)
+
+
+class TrustAssociationMiddleware:
+    """Authenticate bearer-token requests before they reach ``app``.
+
+    :param app: the WSGI application to protect.
+    :param validator: asked about tokens no cache tier knows (see
+        :mod:`oauth_tai.validators`).
+    :param cache: the cache tiers; a process-local one when omitted.
+    :param realm: the realm named in ``WWW-Authenticate`` challenges.
+    :param prefixes: URL path prefixes to intercept; every other request
+        passes through untouched.
+
+    ::
+
+        app = TrustAssociationMiddleware(
+            app, IntrospectionClient(url, client_id, secret),
+            prefixes=("/api/",),
+        )
+    """
+
+    def __init__(
+        self,
+        app: WSGIApplication,
+        validator: TokenValidator,
+        cache: TokenCache | None = None,
+        *,
+        realm: str = "oauth-tai",
+        prefixes: Iterable[str] = ("/",),
+    ) -> None:
+        self.app = app
+        self.validator = validator
+        self.cache = cache if cache is not None else TokenCache(_process_secret())
+        self.realm = realm
+        self.prefixes = tuple(prefixes)
+
+    def __call__(
+        self, environ: WSGIEnvironment, start_response: StartResponse
+    ) -> Iterable[bytes]:
+        environ.pop(ENVIRON_KEY, None)
+        if not environ.get("PATH_INFO", "").startswith(self.prefixes):
+            return self.app(environ, start_response)
+
+        environ.pop("REMOTE_USER", None)
+        environ.pop("AUTH_TYPE", None)
+        header = environ.get("HTTP_AUTHORIZATION")
+        try:
+            token = take_token(() if header is None else (header,))
+            if token is None:
+                raise MissingToken()
+
+            identity = self.resolve(token)
+        except BearerError as refusal:
+            return self._refuse(refusal, start_response)
+
+        if identity.user is not None:
+            environ["REMOTE_USER"] = identity.user
+        environ["AUTH_TYPE"] = "Bearer"
+        environ[ENVIRON_KEY] = identity
+        return self.app(environ, start_response)
+
+    def resolve(self, token: str) -> Identity:
+        """Return the identity behind ``token``.
+
+        Raises :class:`InvalidToken` for a token that is unknown, revoked
+        or expired, and :class:`ServiceUnavailable` when the provider could
+        not answer and no tier holds an answer.
+        """
+        key = self.cache.key(token)
+        cached = self.cache.get(key)
+        identity = (
+            self._ask_provider(token, key) if isinstance(cached, Miss) else cached
+        )
+
+        if identity is None:
+            logger.debug("refused token %s: not active", key[:LOG_HASH_CHARS])
+            raise InvalidToken("the access token is not active")
+
+        # The tiers already drop entries at expiry; this guards the second
+        # between a tier's check and now.
+        if identity.expires_at <= time.time():
+            raise InvalidToken("the access token is not active")
+
+        return identity
+
+    def _ask_provider(self, token: str, key: str) -> Identity | None:
+        try:
+            answer = self.validator.introspect(token)
+        except ProviderUnavailable as exc:
+            logger.warning("provider unavailable: %s", exc.reason)
+            raise ServiceUnavailable("the provider cannot be reached") from exc
+
+        identity = None
+        if answer is not None:
+            identity = identity_from_answer(answer, key[:LOG_HASH_CHARS])
+            if identity is None:
+                logger.warning("the provider's answer lacks client_id or exp")
+
+        self.cache.put(key, identity)
+        return identity
+
+    def _refuse(
+        self, refusal: BearerError, start_response: StartResponse
+    ) -> Iterable[bytes]:
+        body: dict[str, Any] = {"error": refusal.error or "unauthorized"}
+        if refusal.description:
+            body["error_description"] = refusal.description
+        payload = json.dumps(body).encode()
+
+        headers = [
+            ("Content-Type", "application/json"),
+            ("Content-Length", str(len(payload))),
+            ("Cache-Control", "no-store"),
+        ]
+        if isinstance(refusal, ServiceUnavailable):
+            headers.append(("Retry-After", "5"))
+        else:
+            headers.append(("WWW-Authenticate", refusal.challenge(self.realm)))
+
+        start_response(f"{refusal.status} {_REASONS[refusal.status]}", headers)
+        return [payload]
+
+
+_REASONS = {
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    503: "Service Unavailable",
+}
+
+
+def _process_secret() -> bytes:
+    # Without a configured secret the cache is private to this process, so a
+    # random key is as good as any and keeps hashes unguessable.
+    return secrets.token_bytes(32)

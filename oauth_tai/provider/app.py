@@ -1,0 +1,346 @@
+"""The provider's HTTP face: OAuth endpoints, login and consent pages."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode, urlsplit
+
+from jinja2 import Environment, PackageLoader, select_autoescape
+from oauthlib.oauth2 import AccessDeniedError, FatalClientError, OAuth2Error
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
+from werkzeug.routing import Map, Rule
+from werkzeug.utils import redirect
+from werkzeug.wrappers import Request, Response
+
+from oauth_tai.provider.hashing import new_secret
+from oauth_tai.provider.registry import ClientRegistry
+from oauth_tai.provider.server import ProviderServer
+from oauth_tai.provider.sessions import LOGIN_COOKIE, SESSION_COOKIE, SessionStore
+from oauth_tai.provider.users import UserDirectory
+from oauth_tai.provider.validator import DEFAULT_SCOPE, SCOPES
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIEnvironment
+
+logger = logging.getLogger(__name__)
+
+# The OAuth parameters a consent form carries from the authorization
+# request to the decision, unchanged.
+AUTHORIZE_PARAMS = (
+    "response_type",
+    "client_id",
+    "redirect_uri",
+    "scope",
+    "state",
+    "code_challenge",
+    "code_challenge_method",
+)
+
+PAGE_HEADERS = {
+    # Consent must not be clickjacked: no page of ours may be framed.
+    "X-Frame-Options": "DENY",
+    "Content-Security-Policy": (
+        "default-src 'self'; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'"
+    ),
+    "Cache-Control": "no-store",
+    "Referrer-Policy": "no-referrer",
+}
+
+
+class ProviderApp:
+    """The provider as a WSGI application.
+
+    :param server: the oauthlib endpoints.
+    :param registry: the consumers.
+    :param users: the built-in user directory.
+    :param sessions: browser sessions.
+    :param context_root: URL prefix, ``/oauth2`` by default.
+    :param provider_name: the provider's name in its URLs.
+    """
+
+    def __init__(
+        self,
+        server: ProviderServer,
+        registry: ClientRegistry,
+        users: UserDirectory,
+        sessions: SessionStore,
+        *,
+        context_root: str = "/oauth2",
+        provider_name: str = "connectionsProvider",
+        public_url: str = "",
+    ) -> None:
+        self.server = server
+        self.registry = registry
+        self.users = users
+        self.sessions = sessions
+        self.public_url = public_url.rstrip("/")
+        self.endpoint_path = f"{context_root}/endpoint/{provider_name}"
+        self.login_path = f"{context_root}/login"
+        self.metadata_path = (
+            f"/.well-known/oauth-authorization-server{self.endpoint_path}"
+        )
+        self.url_map = Map(
+            [
+                Rule(
+                    f"{self.endpoint_path}/authorize",
+                    endpoint="authorize",
+                    methods=["GET", "POST"],
+                ),
+                Rule(f"{self.endpoint_path}/token", endpoint="token", methods=["POST"]),
+                Rule(
+                    f"{self.endpoint_path}/introspect",
+                    endpoint="introspect",
+                    methods=["POST"],
+                ),
+                Rule(
+                    f"{self.endpoint_path}/revoke", endpoint="revoke", methods=["POST"]
+                ),
+                Rule(self.login_path, endpoint="login", methods=["GET", "POST"]),
+                Rule(f"{context_root}/logout", endpoint="logout", methods=["POST"]),
+                Rule(self.metadata_path, endpoint="metadata", methods=["GET"]),
+            ],
+            strict_slashes=False,
+        )
+        self.templates = Environment(
+            loader=PackageLoader("oauth_tai.provider", "templates"),
+            autoescape=select_autoescape(default=True),
+        )
+
+    def __call__(
+        self, environ: WSGIEnvironment, start_response: StartResponse
+    ) -> Iterable[bytes]:
+        request = Request(environ)
+        response = self.dispatch(request)
+        return response(environ, start_response)
+
+    def dispatch(self, request: Request) -> Response:
+        adapter = self.url_map.bind_to_environ(request.environ)
+        try:
+            endpoint, args = adapter.match()
+            handler = getattr(self, f"on_{endpoint}")
+            response: Response = handler(request, **args)
+        except (NotFound, MethodNotAllowed) as exc:
+            response = _json_error(exc.code or 404, exc.name.lower().replace(" ", "_"))
+            if isinstance(exc, MethodNotAllowed) and exc.valid_methods:
+                response.headers["Allow"] = ", ".join(exc.valid_methods)
+        except HTTPException as exc:
+            response = _json_error(exc.code or 400, "invalid_request")
+        return response
+
+    # -- the OAuth endpoints ------------------------------------------------
+
+    def on_token(self, request: Request) -> Response:
+        headers, body, status = self.server.create_token_response(
+            self._uri(request), "POST", _body(request), _headers(request)
+        )
+        return _oauth_response(headers, body, status)
+
+    def on_introspect(self, request: Request) -> Response:
+        headers, body, status = self.server.create_introspect_response(
+            self._uri(request), "POST", _body(request), _headers(request)
+        )
+        return _oauth_response(headers, body, status)
+
+    def on_revoke(self, request: Request) -> Response:
+        headers, body, status = self.server.create_revocation_response(
+            self._uri(request), "POST", _body(request), _headers(request)
+        )
+        headers["Cache-Control"] = "no-store"
+        return _oauth_response(headers, body, status)
+
+    def on_metadata(self, request: Request) -> Response:
+        base = self._issuer(request)
+        metadata = {
+            "issuer": base,
+            "authorization_endpoint": f"{base}/authorize",
+            "token_endpoint": f"{base}/token",
+            "introspection_endpoint": f"{base}/introspect",
+            "revocation_endpoint": f"{base}/revoke",
+            "response_types_supported": ["code"],
+            "grant_types_supported": ["authorization_code", "refresh_token"],
+            "code_challenge_methods_supported": ["S256"],
+            "scopes_supported": sorted(SCOPES),
+            "token_endpoint_auth_methods_supported": [
+                "client_secret_basic",
+                "client_secret_post",
+            ],
+            "introspection_endpoint_auth_methods_supported": [
+                "client_secret_basic",
+                "client_secret_post",
+            ],
+            "revocation_endpoint_auth_methods_supported": [
+                "client_secret_basic",
+                "client_secret_post",
+            ],
+        }
+        return Response(json.dumps(metadata), mimetype="application/json")
+
+    # -- authorization: login and consent -------------------------------------
+
+    def on_authorize(self, request: Request) -> Response:
+        # The consent form posts the parameters back as fields; a script may
+        # keep them in the query string instead.
+        params = request.args if request.method == "GET" else request.values
+        oauth_params = {k: params[k] for k in AUTHORIZE_PARAMS if k in params}
+        uri = self._uri(request, path_only=True) + "?" + urlencode(oauth_params)
+        try:
+            scopes, credentials = self.server.validate_authorization_request(uri)
+        except FatalClientError as exc:
+            # RFC 6749 §4.1.2.1: with a bad client or redirect URI the user
+            # must not be sent anywhere.
+            return self._page(
+                "error.html", status=400, error=exc.error, description=exc.description
+            )
+        except OAuth2Error as exc:
+            return redirect(exc.in_uri(exc.redirect_uri or ""), code=303)
+
+        session_id = request.cookies.get(SESSION_COOKIE)
+        username = self.sessions.user(session_id)
+        if username is None or session_id is None:
+            target = request.path + "?" + urlencode(oauth_params)
+            login = f"{self.login_path}?{urlencode({'next': target})}"
+            return redirect(login, code=303)
+
+        consumer = self.registry.get(credentials["client_id"])
+        if request.method == "GET":
+            return self._page(
+                "consent.html",
+                consumer=consumer,
+                username=username,
+                params=oauth_params,
+                scopes=scopes,
+                csrf_token=self.sessions.csrf_token(session_id),
+                action=self._uri(request, path_only=True),
+            )
+
+        if not self.sessions.check_csrf(session_id, request.form.get("csrf_token")):
+            return self._page(
+                "error.html",
+                status=400,
+                error="invalid_request",
+                description="The form expired. Go back and try again.",
+            )
+
+        if request.form.get("decision") != "authorize":
+            logger.info("%s denied access to %s", username, consumer.client_id)
+            denied = AccessDeniedError(state=credentials.get("state"))
+            return redirect(denied.in_uri(credentials["redirect_uri"]), code=303)
+
+        scope = " ".join(scopes) or DEFAULT_SCOPE
+        grant_id = self.server.validator.store.consent(
+            username, consumer.client_id, scope
+        )
+        logger.info("%s authorized %s", username, consumer.client_id)
+        headers, _body_text, status = self.server.create_authorization_response(
+            uri,
+            "GET",
+            None,
+            None,
+            scopes,
+            {"user": username, "grant_id": grant_id, **credentials},
+        )
+        return Response(status=303 if status == 302 else status, headers=headers)
+
+    def on_login(self, request: Request) -> Response:
+        target = _local_target(request.values.get("next", ""))
+        if request.method == "GET":
+            nonce = new_secret()
+            response = self._page(
+                "login.html",
+                next=target,
+                error=None,
+                csrf_token=self.sessions.csrf_token(nonce),
+                action=self.login_path,
+            )
+            self._set_cookie(request, response, LOGIN_COOKIE, nonce, self.login_path)
+            return response
+
+        nonce = request.cookies.get(LOGIN_COOKIE, "")
+        if not self.sessions.check_csrf(nonce, request.form.get("csrf_token")):
+            return redirect(f"{self.login_path}?{urlencode({'next': target})}", 303)
+
+        username = request.form.get("username", "")
+        password = request.form.get("password", "")
+        if not self.users.authenticate(username, password):
+            logger.info("failed login for %r", username)
+            return self._page(
+                "login.html",
+                status=401,
+                next=target,
+                error="The user name or password is not right.",
+                csrf_token=self.sessions.csrf_token(nonce),
+                action=self.login_path,
+            )
+
+        response = redirect(target, code=303)
+        session_id = self.sessions.create(username)
+        self._set_cookie(request, response, SESSION_COOKIE, session_id, "/")
+        response.delete_cookie(LOGIN_COOKIE, path=self.login_path)
+        return response
+
+    def on_logout(self, request: Request) -> Response:
+        session_id = request.cookies.get(SESSION_COOKIE)
+        if session_id:
+            self.sessions.end(session_id)
+        response = redirect(self.login_path, code=303)
+        response.delete_cookie(SESSION_COOKIE, path="/")
+        return response
+
+    # -- helpers -------------------------------------------------------------
+
+    def _page(self, name: str, status: int = 200, **context: Any) -> Response:
+        html = self.templates.get_template(name).render(**context)
+        return Response(html, status=status, mimetype="text/html", headers=PAGE_HEADERS)
+
+    def _uri(self, request: Request, path_only: bool = False) -> str:
+        base = self.public_url or request.host_url.rstrip("/")
+        uri = base + request.path
+        if not path_only and request.query_string:
+            uri += "?" + request.query_string.decode("latin-1")
+        return uri
+
+    def _issuer(self, request: Request) -> str:
+        base = self.public_url or request.host_url.rstrip("/")
+        return base + self.endpoint_path
+
+    def _set_cookie(
+        self, request: Request, response: Response, name: str, value: str, path: str
+    ) -> None:
+        response.set_cookie(
+            name,
+            value,
+            path=path,
+            httponly=True,
+            samesite="Lax",
+            secure=urlsplit(self._uri(request)).scheme == "https",
+        )
+
+
+def _local_target(target: str) -> str:
+    # Only a path on this server: an absolute or scheme-relative URL here
+    # would make the login form an open redirector.
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not target.startswith("/"):
+        return "/"
+    return target
+
+
+def _body(request: Request) -> str:
+    return request.get_data(as_text=True)
+
+
+def _headers(request: Request) -> dict[str, str]:
+    return dict(request.headers)
+
+
+def _oauth_response(headers: dict[str, str], body: str, status: int) -> Response:
+    return Response(body, status=status, headers=headers)
+
+
+def _json_error(status: int, error: str) -> Response:
+    return Response(
+        json.dumps({"error": error}), status=status, mimetype="application/json"
+    )

@@ -1,0 +1,230 @@
+"""The registry of consumers (OAuth clients) an administrator has added."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from ipaddress import ip_address
+from urllib.parse import urlsplit
+
+from sqlalchemy import Engine, func, insert, select, update
+from sqlalchemy import delete as sql_delete
+from sqlalchemy.exc import IntegrityError
+
+from oauth_tai.database import consumers
+from oauth_tai.errors import AlreadyExists, InvalidValue, NotFound
+from oauth_tai.provider.hashing import hash_secret, new_secret, verify_secret
+
+_CLIENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._~-]{0,127}")
+
+
+@dataclass(frozen=True, slots=True)
+class Consumer:
+    """A registered third-party application."""
+
+    client_id: str
+    name: str
+    redirect_uri: str
+    enabled: bool
+    auto_authorize: bool
+    created_at: int
+
+
+class ClientRegistry:
+    """Add, find, change and remove consumers.
+
+    :param engine: the database.
+    :param on_remove: called with a consumer id after it was deleted, so
+        that its tokens can be evicted from every cache.
+    """
+
+    def __init__(
+        self, engine: Engine, on_remove: Callable[[str], object] | None = None
+    ) -> None:
+        self.engine = engine
+        self.on_remove = on_remove
+
+    def add(self, client_id: str, name: str, redirect_uri: str) -> tuple[Consumer, str]:
+        """Register a consumer; return it and its secret, shown only now.
+
+        Raises :class:`InvalidValue` for a bad id, name or redirect URI and
+        :class:`AlreadyExists` for a taken id.
+        """
+        _check_client_id(client_id)
+        _check_name(name)
+        check_redirect_uri(redirect_uri)
+        secret = new_secret()
+        row = {
+            "client_id": client_id,
+            "name": name,
+            "secret_hash": hash_secret(secret),
+            "redirect_uri": redirect_uri,
+            "enabled": True,
+            "auto_authorize": False,
+            "created_at": int(time.time()),
+        }
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(insert(consumers).values(**row))
+        except IntegrityError as exc:
+            raise AlreadyExists("consumer", client_id) from exc
+
+        return self.get(client_id), secret
+
+    def get(self, client_id: str) -> Consumer:
+        """Return the consumer; raise :class:`NotFound` if there is none."""
+        consumer = self.find(client_id)
+        if consumer is None:
+            raise NotFound("consumer", client_id)
+
+        return consumer
+
+    def find(self, client_id: str) -> Consumer | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(consumers).where(consumers.c.client_id == client_id)
+            ).first()
+
+        return None if row is None else _consumer(row._mapping)
+
+    def list(self, offset: int = 0, limit: int | None = None) -> list[Consumer]:
+        query = select(consumers).order_by(consumers.c.client_id).offset(offset)
+        if limit is not None:
+            query = query.limit(limit)
+        with self.engine.connect() as conn:
+            return [_consumer(row._mapping) for row in conn.execute(query)]
+
+    def count(self) -> int:
+        with self.engine.connect() as conn:
+            return int(
+                conn.execute(select(func.count()).select_from(consumers)).scalar_one()
+            )
+
+    def edit(
+        self,
+        client_id: str,
+        *,
+        name: str | None = None,
+        redirect_uri: str | None = None,
+    ) -> Consumer:
+        """Change a consumer's name or redirect URI; raise if it is unknown."""
+        changes: dict[str, object] = {}
+        if name is not None:
+            _check_name(name)
+            changes["name"] = name
+        if redirect_uri is not None:
+            check_redirect_uri(redirect_uri)
+            changes["redirect_uri"] = redirect_uri
+
+        if changes:
+            self._update(client_id, changes)
+
+        return self.get(client_id)
+
+    def reset_secret(self, client_id: str) -> str:
+        """Give the consumer a new secret; return it, shown only now."""
+        secret = new_secret()
+        self._update(client_id, {"secret_hash": hash_secret(secret)})
+        return secret
+
+    def delete(self, client_id: str) -> None:
+        """Remove the consumer with its grants and tokens."""
+        if self.on_remove is not None:
+            self.on_remove(client_id)
+
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                sql_delete(consumers).where(consumers.c.client_id == client_id)
+            )
+        if result.rowcount == 0:
+            raise NotFound("consumer", client_id)
+
+    def authenticate(self, client_id: str, secret: str) -> Consumer | None:
+        """Return the enabled consumer whose id and secret match, else ``None``."""
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(consumers).where(consumers.c.client_id == client_id)
+            ).first()
+
+        if row is None:
+            # Spend the same time as a real check, so the answer's timing
+            # does not tell which consumer ids exist.
+            verify_secret(secret, _DUMMY_HASH)
+            return None
+
+        if not verify_secret(secret, row.secret_hash) or not row.enabled:
+            return None
+
+        return _consumer(row._mapping)
+
+    def _update(self, client_id: str, changes: dict[str, object]) -> None:
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                update(consumers)
+                .where(consumers.c.client_id == client_id)
+                .values(**changes)
+            )
+        if result.rowcount == 0:
+            raise NotFound("consumer", client_id)
+
+
+_DUMMY_HASH = hash_secret(new_secret())
+
+
+def check_redirect_uri(uri: str) -> None:
+    """Refuse a redirect URI that is not absolute https (or http on loopback).
+
+    RFC 6749 §3.1.2 requires an absolute URI without a fragment; plain http
+    is allowed only where the traffic cannot leave the machine.
+    """
+    try:
+        parts = urlsplit(uri)
+        host = parts.hostname
+    except ValueError as exc:
+        raise InvalidValue(f"redirect URI {uri!r} is not a valid URL") from exc
+
+    if parts.fragment or "#" in uri:
+        raise InvalidValue("a redirect URI must not have a fragment")
+    if not host:
+        raise InvalidValue(f"redirect URI {uri!r} must be absolute")
+    if parts.scheme == "https":
+        return
+    if parts.scheme == "http" and _is_loopback(host):
+        return
+
+    raise InvalidValue("a redirect URI must use https, or http on loopback")
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _check_client_id(client_id: str) -> None:
+    if not _CLIENT_ID.fullmatch(client_id):
+        raise InvalidValue(
+            "a client id is 1 to 128 letters, digits, '.', '_', '~' or '-'"
+        )
+
+
+def _check_name(name: str) -> None:
+    if not name.strip() or len(name) > 256:
+        raise InvalidValue("a consumer name is 1 to 256 characters")
+
+
+def _consumer(row: object) -> Consumer:
+    data = dict(row)  # type: ignore[call-overload]
+    return Consumer(
+        client_id=data["client_id"],
+        name=data["name"],
+        redirect_uri=data["redirect_uri"],
+        enabled=bool(data["enabled"]),
+        auto_authorize=bool(data["auto_authorize"]),
+        created_at=int(data["created_at"]),
+    )

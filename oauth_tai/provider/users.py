@@ -1,0 +1,79 @@
+"""The built-in user directory: names and scrypt-hashed passwords."""
+
+from __future__ import annotations
+
+import re
+import time
+
+from sqlalchemy import Engine, delete, insert, select
+from sqlalchemy.exc import IntegrityError
+
+from oauth_tai.database import users
+from oauth_tai.errors import AlreadyExists, InvalidValue, NotFound
+from oauth_tai.provider.hashing import hash_secret, new_secret, verify_secret
+
+_USERNAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,127}")
+MIN_PASSWORD_LENGTH = 8
+
+
+class UserDirectory:
+    """Add, list, remove and authenticate the provider's own users."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def add(self, username: str, password: str) -> None:
+        """Add a user; raise for a bad name, a short password or a taken name."""
+        if not _USERNAME.fullmatch(username):
+            raise InvalidValue(
+                "a user name is 1 to 128 letters, digits, '.', '_', '@' or '-'"
+            )
+        if len(password) < MIN_PASSWORD_LENGTH:
+            raise InvalidValue(
+                f"a password has at least {MIN_PASSWORD_LENGTH} characters"
+            )
+
+        row = {
+            "username": username,
+            "password_hash": hash_secret(password),
+            "created_at": int(time.time()),
+        }
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(insert(users).values(**row))
+        except IntegrityError as exc:
+            raise AlreadyExists("user", username) from exc
+
+    def list(self) -> list[str]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(users.c.username).order_by(users.c.username))
+            return [row.username for row in rows]
+
+    def exists(self, username: str) -> bool:
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(users.c.username).where(users.c.username == username)
+            ).first()
+        return row is not None
+
+    def delete(self, username: str) -> None:
+        with self.engine.begin() as conn:
+            result = conn.execute(delete(users).where(users.c.username == username))
+        if result.rowcount == 0:
+            raise NotFound("user", username)
+
+    def authenticate(self, username: str, password: str) -> bool:
+        """Tell whether the password is the user's, in time that hides which."""
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(users.c.password_hash).where(users.c.username == username)
+            ).first()
+
+        if row is None:
+            verify_secret(password, _DUMMY_HASH)
+            return False
+
+        return verify_secret(password, row.password_hash)
+
+
+_DUMMY_HASH = hash_secret(new_secret())

@@ -1,0 +1,48 @@
+"""Running the composed system on a real HTTP server."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from werkzeug.serving import make_server
+
+from oauth_tai.logs import configure_logging
+from oauth_tai.settings import Settings
+from oauth_tai.system import build_app
+
+logger = logging.getLogger(__name__)
+
+
+def serve(settings: Settings, host: str, port: int) -> None:
+    """Serve provider, middleware and Connections app until interrupted."""
+    configure_logging(settings)
+    app = build_app(settings)
+    server = make_server(host, port, app, threaded=True)
+    base = f"http://{host}:{server.port}"
+    cache = "Redis + in-process" if settings.redis_url else "in-process"
+    print(
+        f"oauth-tai is serving on {base}\n"
+        f"  provider metadata: {base}/.well-known/oauth-authorization-server"
+        f"{settings.context_root}/endpoint/{settings.provider_name}\n"
+        f"  protected API:     {base}/connections/opensocial/oauth/rest/"
+        "people/@me/@self\n"
+        f"  database: {_database_label(settings)}; token cache: {cache}\n"
+        "Follow the walkthrough in README.md from another terminal; Ctrl-C stops.",
+        flush=True,
+    )
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        print("stopped", file=sys.stderr)
+    finally:
+        server.server_close()
+
+
+def _database_label(settings: Settings) -> str:
+    url = settings.effective_database_url
+    # Only the scheme and, for SQLite, the file: a server URL may hold a
+    # password.
+    if url.startswith("sqlite"):
+        return url.removeprefix("sqlite:///")
+    return url.split(":", 1)[0]

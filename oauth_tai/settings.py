@@ -1,0 +1,194 @@
+"""Every setting, its environment variable, type and default.
+
+Settings come from ``OAUTH_TAI_*`` environment variables, or from a TOML
+file named by ``OAUTH_TAI_CONFIG`` whose keys are the field names below;
+an environment variable wins over the file. Each field's ``doc`` metadata is
+the one place its meaning is written down.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import secrets
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from oauth_tai.errors import ConfigurationError
+
+PREFIX = "OAUTH_TAI_"
+
+
+def _doc(text: str) -> dict[str, str]:
+    return {"doc": text}
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """The configuration of one oauth-tai process."""
+
+    var_dir: str = field(
+        default="var", metadata=_doc("Directory for the SQLite file and keys.")
+    )
+    database_url: str = field(
+        default="",
+        metadata=_doc("SQLAlchemy URL; empty means a SQLite file under var_dir."),
+    )
+    redis_url: str = field(
+        default="", metadata=_doc("Redis URL for the shared cache; empty: none.")
+    )
+    redis_prefix: str = field(
+        default="oauth-tai:", metadata=_doc("Prefix of every Redis key written.")
+    )
+    secret_key: str = field(
+        default="",
+        metadata=_doc("Key for cache-key hashes; empty: generated under var_dir."),
+    )
+    log_level: str = field(default="INFO", metadata=_doc("Python logging level."))
+    log_format: str = field(default="text", metadata=_doc("`text` or `json`."))
+    context_root: str = field(
+        default="/oauth2", metadata=_doc("URL prefix of the provider.")
+    )
+    provider_name: str = field(
+        default="connectionsProvider", metadata=_doc("Provider name in its URLs.")
+    )
+    public_url: str = field(
+        default="",
+        metadata=_doc("Base URL the provider is reached at; empty: from requests."),
+    )
+    realm: str = field(
+        default="oauth-tai", metadata=_doc("Realm in WWW-Authenticate challenges.")
+    )
+    code_lifetime: int = field(
+        default=60, metadata=_doc("Seconds an authorization code is valid.")
+    )
+    access_token_lifetime: int = field(
+        default=43_200, metadata=_doc("Seconds an access token is valid.")
+    )
+    grant_lifetime: int = field(
+        default=15_768_000, metadata=_doc("Seconds a user's consent lasts.")
+    )
+    cache_ttl: int = field(
+        default=300, metadata=_doc("Longest a provider's answer is cached.")
+    )
+    negative_cache_ttl: int = field(
+        default=5, metadata=_doc("Seconds an inactive answer is cached.")
+    )
+    cache_size: int = field(
+        default=100_000, metadata=_doc("Entries held in the in-process cache.")
+    )
+    introspection_url: str = field(
+        default="",
+        metadata=_doc("RFC 7662 endpoint to trust; empty: the local token store."),
+    )
+    introspection_client_id: str = field(
+        default="", metadata=_doc("Client id for the introspection endpoint.")
+    )
+    introspection_client_secret: str = field(
+        default="", metadata=_doc("Client secret for the introspection endpoint.")
+    )
+    introspection_timeout: float = field(
+        default=2.0, metadata=_doc("Connect and read timeout, in seconds.")
+    )
+
+    def __repr__(self) -> str:
+        # A settings object ends up in tracebacks and debug output: keep the
+        # two secrets it can hold out of them.
+        shown = {
+            f.name: getattr(self, f.name)
+            for f in dataclasses.fields(self)
+            if "secret" not in f.name
+        }
+        return f"Settings({shown!r})"
+
+    @classmethod
+    def load(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read the settings from the environment and the optional TOML file.
+
+        Raises :class:`ConfigurationError` for an unreadable file, an
+        unknown key or a value of the wrong type.
+        """
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        config_path = environ.get(PREFIX + "CONFIG")
+        if config_path:
+            values.update(_read_toml(config_path))
+
+        for f in dataclasses.fields(cls):
+            raw = environ.get(PREFIX + f.name.upper())
+            if raw is not None:
+                values[f.name] = raw
+
+        return cls(**{k: _coerce(cls, k, v) for k, v in values.items()})
+
+    def with_values(self, **changes: Any) -> Settings:
+        """Return a copy with some fields changed."""
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def var_path(self) -> Path:
+        return Path(self.var_dir).resolve()
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+
+        return f"sqlite:///{self.var_path / 'oauth-tai.db'}"
+
+    def effective_secret_key(self) -> bytes:
+        """Return the secret key, generating and keeping one if none is set."""
+        if self.secret_key:
+            return self.secret_key.encode()
+
+        path = self.var_path / "secret_key"
+        try:
+            return path.read_bytes().strip()
+        except FileNotFoundError:
+            pass
+
+        self.var_path.mkdir(parents=True, exist_ok=True)
+        key = secrets.token_urlsafe(48).encode()
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as out:
+            out.write(key)
+
+        return key
+
+
+def _read_toml(path: str) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as handle:
+            data = tomllib.load(handle)
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read {path}: {exc.strerror}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigurationError(f"{path} is not valid TOML: {exc}") from exc
+
+    known = {f.name for f in dataclasses.fields(Settings)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigurationError(f"{path}: unknown settings {', '.join(unknown)}")
+
+    return data
+
+
+def _coerce(cls: type[Settings], name: str, value: Any) -> Any:
+    kind = {f.name: f.default for f in dataclasses.fields(cls)}
+    if name not in kind:
+        raise ConfigurationError(f"unknown setting {name!r}")
+
+    target: type[Any] = type(kind[name])
+    if isinstance(value, target) and not isinstance(value, bool):
+        return value
+
+    try:
+        return target(value)
+    except (TypeError, ValueError) as exc:
+        variable = PREFIX + name.upper()
+        raise ConfigurationError(
+            f"{variable} must be a {target.__name__}, not {value!r}"
+        ) from exc

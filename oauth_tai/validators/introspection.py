@@ -1,0 +1,88 @@
+"""Asking a remote provider about a token over RFC 7662 introspection."""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+from collections.abc import Mapping
+from typing import Any, Final
+from urllib.parse import quote, urlencode
+
+import urllib3
+
+from oauth_tai.errors import ConfigurationError, ProviderUnavailable
+
+logger = logging.getLogger(__name__)
+
+# A pooled connection per worker thread is enough; more only holds sockets
+# open on the provider.
+POOL_SIZE: Final = 10
+
+
+class IntrospectionClient:
+    """Call an RFC 7662 endpoint with client credentials (HTTP Basic).
+
+    :param url: the provider's introspection endpoint.
+    :param client_id: this resource server's consumer id at the provider.
+    :param client_secret: its secret.
+    :param timeout: connect and read timeout, in seconds.
+    """
+
+    def __init__(
+        self, url: str, client_id: str, client_secret: str, timeout: float = 2.0
+    ) -> None:
+        if not url.startswith(("https://", "http://")):
+            raise ConfigurationError("the introspection URL must be http(s)")
+        if not client_id or not client_secret:
+            raise ConfigurationError("introspection needs a client id and secret")
+
+        self.url = url
+        self.client_id = client_id
+        # RFC 6749 §2.3.1: id and secret are form-encoded before Basic.
+        pair = f"{quote(client_id, safe='')}:{quote(client_secret, safe='')}"
+        self._headers = {
+            "Authorization": "Basic " + base64.b64encode(pair.encode()).decode(),
+            "Content-Type": "application/x-www-form-urlencoded",
+            "Accept": "application/json",
+        }
+        self._pool = urllib3.PoolManager(
+            maxsize=POOL_SIZE,
+            timeout=urllib3.Timeout(connect=timeout, read=timeout),
+            retries=False,
+        )
+
+    def __repr__(self) -> str:
+        return f"IntrospectionClient({self.url!r}, client_id={self.client_id!r})"
+
+    def introspect(self, token: str) -> Mapping[str, Any] | None:
+        """Return the active answer for ``token``, or ``None`` if inactive.
+
+        Raises :class:`ProviderUnavailable` when the provider cannot be
+        reached, answers 5xx, or refuses our credentials.
+        """
+        body = urlencode({"token": token, "token_type_hint": "access_token"})
+        try:
+            response = self._pool.request(
+                "POST", self.url, body=body, headers=self._headers
+            )
+        except urllib3.exceptions.HTTPError as exc:
+            raise ProviderUnavailable(
+                f"introspection failed: {type(exc).__name__}"
+            ) from exc
+
+        if response.status != 200:
+            # 401 means our own credentials are wrong: every token would look
+            # inactive, so it is an outage, not an answer.
+            raise ProviderUnavailable(f"introspection answered {response.status}")
+
+        try:
+            answer = json.loads(response.data)
+        except ValueError:
+            logger.warning("the provider's introspection answer is not JSON")
+            return None
+
+        if not isinstance(answer, dict) or answer.get("active") is not True:
+            return None
+
+        return answer
