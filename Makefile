@@ -20,7 +20,7 @@ $(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
 	touch $@ $(VENV)/.run-installed
 
 run: $(VENV)/.run-installed
-	$(BIN)/oauth-tai demo
+	$(BIN)/oauth-tai demo --base-url http://$(HOST):$(PORT)
 	$(BIN)/oauth-tai serve --host $(HOST) --port $(PORT)
 
 lint: $(VENV)/.dev-installed

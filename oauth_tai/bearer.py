@@ -79,7 +79,9 @@ def take_token(headers: Iterable[str]) -> str | None:
     if len(values) > 1:
         raise InvalidRequest("more than one Authorization header")
 
-    scheme, _, credential = values[0].strip().partition(" ")
+    # RFC 9110 §5.5: only SP and HTAB around a field value are whitespace;
+    # str.strip() would also drop CR, LF and other control characters.
+    scheme, _, credential = values[0].strip(" \t").partition(" ")
     if scheme.lower() != "bearer":
         return None
 

@@ -64,6 +64,11 @@ def _parser() -> argparse.ArgumentParser:
         parents=[common],
         help="create a demo user and consumer once, and print their credentials",
     )
+    demo.add_argument(
+        "--base-url",
+        default="http://127.0.0.1:8080",
+        help="where the server will listen, for the printed walkthrough line",
+    )
     demo.set_defaults(run=_demo)
 
     _add_clients(commands, common)
@@ -150,7 +155,9 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
         _say(
             args,
             {"created": False},
-            f"The demo is set up already: consumer {DEMO_CLIENT}, user {DEMO_USER}.",
+            f"The demo is set up already (consumer {DEMO_CLIENT}, user {DEMO_USER}).\n"
+            "Its credentials were shown once; to start over, stop the server,\n"
+            "delete ./var and run `make run` again.",
         )
         return 0
 
@@ -158,6 +165,7 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
     provider.users.add(DEMO_USER, password)
     _consumer, secret = provider.registry.add(DEMO_CLIENT, "Demo App", DEMO_REDIRECT)
     values = {
+        "BASE": args.base_url.rstrip("/"),
         "DEMO_USER": DEMO_USER,
         "DEMO_PASSWORD": password,
         "CLIENT_ID": DEMO_CLIENT,
