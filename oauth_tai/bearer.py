@@ -63,6 +63,10 @@ class ServiceUnavailable(BearerError):
     status = 503
     error = "temporarily_unavailable"
 
+    def __init__(self, description: str | None = None, retry_after: int = 5) -> None:
+        super().__init__(description)
+        self.retry_after = retry_after
+
 
 def take_token(headers: Iterable[str]) -> str | None:
     """Return the bearer token from the request's Authorization header values.

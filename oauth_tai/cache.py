@@ -131,11 +131,14 @@ class TokenCache:
 
     def evict(self, key: str) -> None:
         """Forget ``key`` in both tiers."""
-        with self._lock:
-            self._l1.pop(key, None)
-
+        self.evict_local(key)
         if self.redis is not None:
             self._call_redis(self.redis.delete, self.prefix + key)
+
+    def evict_local(self, key: str) -> None:
+        """Forget ``key`` in L1 only: L2 was already cleaned by the revoker."""
+        with self._lock:
+            self._l1.pop(key, None)
 
     def clear(self) -> None:
         """Forget everything in L1."""

@@ -98,6 +98,17 @@ tokens = Table(
     Index("ix_tokens_grant", "grant_id"),
 )
 
+# Every access token revoked, in order: processes that cache answers (the
+# server's workers, while the CLI revokes) read it to evict what they hold.
+revocations = Table(
+    "revocations",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("token_hash", String(64), nullable=False),
+    Column("revoked_at", Integer, nullable=False),
+    Index("ix_revocations_revoked_at", "revoked_at"),
+)
+
 sessions = Table(
     "sessions",
     metadata,

@@ -131,7 +131,9 @@ class TrustAssociationMiddleware:
             answer = self.validator.introspect(token)
         except ProviderUnavailable as exc:
             logger.warning("provider unavailable: %s", exc.reason)
-            raise ServiceUnavailable("the provider cannot be reached") from exc
+            raise ServiceUnavailable(
+                "the provider cannot be reached", exc.retry_after
+            ) from exc
 
         identity = None
         if answer is not None:
@@ -156,7 +158,7 @@ class TrustAssociationMiddleware:
             ("Cache-Control", "no-store"),
         ]
         if isinstance(refusal, ServiceUnavailable):
-            headers.append(("Retry-After", "5"))
+            headers.append(("Retry-After", str(refusal.retry_after)))
         else:
             headers.append(("WWW-Authenticate", refusal.challenge(self.realm)))
 

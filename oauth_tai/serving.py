@@ -4,21 +4,35 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
+import time
+from typing import Final
 
+from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.serving import make_server
 
 from oauth_tai.logs import configure_logging
+from oauth_tai.provider.store import TokenStore
 from oauth_tai.settings import Settings
-from oauth_tai.system import build_app
+from oauth_tai.system import RevocationFollower, build_system
 
 logger = logging.getLogger(__name__)
+
+# Expired rows harm nothing but space; an hourly sweep keeps tables small
+# without competing with requests.
+PURGE_INTERVAL_SECONDS: Final = 3600
 
 
 def serve(settings: Settings, host: str, port: int) -> None:
     """Serve provider, middleware and Connections app until interrupted."""
     configure_logging(settings)
-    app = build_app(settings)
-    server = make_server(host, port, app, threaded=True)
+    system = build_system(settings)
+    server = make_server(host, port, system.app, threaded=True)
+    purger = threading.Thread(
+        target=_purge_forever, args=(system.provider.store,), daemon=True
+    )
+    purger.start()
+    RevocationFollower(system.provider.store, system.cache).start()
     base = f"http://{host}:{server.port}"
     cache = "Redis + in-process" if settings.redis_url else "in-process"
     print(
@@ -37,6 +51,17 @@ def serve(settings: Settings, host: str, port: int) -> None:
         print("stopped", file=sys.stderr)
     finally:
         server.server_close()
+
+
+def _purge_forever(store: TokenStore) -> None:
+    while True:
+        time.sleep(PURGE_INTERVAL_SECONDS)
+        try:
+            gone = store.purge()
+        except SQLAlchemyError:
+            logger.exception("purging expired tokens failed; trying again later")
+            continue
+        logger.debug("purged %d expired codes and tokens", gone)
 
 
 def _database_label(settings: Settings) -> str:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from oauth_tai.cache import TokenCache, connect_redis
 from oauth_tai.connections.app import API_ROOT, ConnectionsApp
@@ -23,6 +26,8 @@ from oauth_tai.provider.validator import ProviderValidator
 from oauth_tai.settings import Settings
 from oauth_tai.validators import TokenValidator
 from oauth_tai.validators.introspection import IntrospectionClient
+
+logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -50,7 +55,8 @@ def open_provider(settings: Settings) -> Provider:
         ),
     )
     registry = ClientRegistry(engine, on_remove=store.revoke_consumer)
-    return Provider(engine, registry, UserDirectory(engine), store)
+    users = UserDirectory(engine, on_remove=store.revoke_user)
+    return Provider(engine, registry, users, store)
 
 
 def build_cache(settings: Settings) -> TokenCache:
@@ -77,8 +83,22 @@ def build_validator(settings: Settings, provider: Provider) -> TokenValidator:
     return provider.store
 
 
+@dataclass
+class System:
+    """Everything ``serve`` runs: the composed app and the parts it holds."""
+
+    app: WSGIApplication
+    provider: Provider
+    cache: TokenCache
+
+
 def build_app(settings: Settings) -> WSGIApplication:
     """Compose provider, middleware and Connections app into one WSGI app."""
+    return build_system(settings).app
+
+
+def build_system(settings: Settings) -> System:
+    """Open the database and cache, and compose the three parts."""
     provider = open_provider(settings)
     cache = build_cache(settings)
 
@@ -107,7 +127,52 @@ def build_app(settings: Settings) -> WSGIApplication:
         realm=settings.realm,
         prefixes=(API_ROOT + "/",),
     )
-    return PrefixRouter([(API_ROOT + "/", api)], default=provider_app)
+    app = PrefixRouter([(API_ROOT + "/", api)], default=provider_app)
+    return System(app, provider, cache)
+
+
+class RevocationFollower:
+    """Evict from this process's cache what other processes revoked.
+
+    The provider records every revoked access token; a process that caches
+    answers reads the new records every ``interval`` seconds and evicts
+    them from both tiers, so a token revoked by the CLI or by another
+    worker is refused here within that time.
+
+    :param store: the provider's token store.
+    :param cache: the cache to evict from.
+    :param interval: seconds between reads.
+    """
+
+    def __init__(self, store: TokenStore, cache: TokenCache, interval: float = 1.0):
+        self.store = store
+        self.cache = cache
+        self.interval = interval
+        self.last_id = store.latest_revocation()
+        self._stop = threading.Event()
+
+    def start(self) -> None:
+        threading.Thread(target=self._run, name="revocations", daemon=True).start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def poll(self) -> int:
+        """Evict what was revoked since the last poll; return how many."""
+        self.last_id, digests = self.store.revocations_since(self.last_id)
+        for digest in digests:
+            self.cache.evict(self.cache.key_for_digest(digest))
+        return len(digests)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.poll()
+            except SQLAlchemyError:
+                # Without the feed a revoked token could live on in L1, so
+                # drop L1 while the database cannot be read.
+                logger.exception("cannot read revocations; clearing the cache")
+                self.cache.clear()
 
 
 class PrefixRouter:

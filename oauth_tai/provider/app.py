@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode, urlsplit
 
@@ -15,6 +15,7 @@ from werkzeug.routing import Map, Rule
 from werkzeug.utils import redirect
 from werkzeug.wrappers import Request, Response
 
+from oauth_tai.provider.access import ApplicationAccess
 from oauth_tai.provider.hashing import new_secret
 from oauth_tai.provider.registry import ClientRegistry
 from oauth_tai.provider.server import ProviderServer
@@ -108,6 +109,14 @@ class ProviderApp:
             loader=PackageLoader("oauth_tai.provider", "templates"),
             autoescape=select_autoescape(default=True),
         )
+        self.handlers: dict[str, Callable[..., Response]] = {
+            rule.endpoint: getattr(self, f"on_{rule.endpoint}")
+            for rule in self.url_map.iter_rules()
+        }
+        access = ApplicationAccess(self, f"{context_root}/authzMgmt/{provider_name}")
+        for rule, handler in access.routes():
+            self.url_map.add(rule)
+            self.handlers[str(rule.endpoint)] = handler
 
     def __call__(
         self, environ: WSGIEnvironment, start_response: StartResponse
@@ -120,8 +129,7 @@ class ProviderApp:
         adapter = self.url_map.bind_to_environ(request.environ)
         try:
             endpoint, args = adapter.match()
-            handler = getattr(self, f"on_{endpoint}")
-            response: Response = handler(request, **args)
+            response = self.handlers[endpoint](request, **args)
         except (NotFound, MethodNotAllowed) as exc:
             response = _json_error(exc.code or 404, exc.name.lower().replace(" ", "_"))
             if isinstance(exc, MethodNotAllowed) and exc.valid_methods:
@@ -191,7 +199,7 @@ class ProviderApp:
         except FatalClientError as exc:
             # RFC 6749 §4.1.2.1: with a bad client or redirect URI the user
             # must not be sent anywhere.
-            return self._page(
+            return self.page(
                 "error.html", status=400, error=exc.error, description=exc.description
             )
         except OAuth2Error as exc:
@@ -206,7 +214,7 @@ class ProviderApp:
 
         consumer = self.registry.get(credentials["client_id"])
         if request.method == "GET":
-            return self._page(
+            return self.page(
                 "consent.html",
                 consumer=consumer,
                 username=username,
@@ -217,7 +225,7 @@ class ProviderApp:
             )
 
         if not self.sessions.check_csrf(session_id, request.form.get("csrf_token")):
-            return self._page(
+            return self.page(
                 "error.html",
                 status=400,
                 error="invalid_request",
@@ -248,14 +256,14 @@ class ProviderApp:
         target = _local_target(request.values.get("next", ""))
         if request.method == "GET":
             nonce = new_secret()
-            response = self._page(
+            response = self.page(
                 "login.html",
                 next=target,
                 error=None,
                 csrf_token=self.sessions.csrf_token(nonce),
                 action=self.login_path,
             )
-            self._set_cookie(request, response, LOGIN_COOKIE, nonce, self.login_path)
+            self.set_cookie(request, response, LOGIN_COOKIE, nonce, self.login_path)
             return response
 
         nonce = request.cookies.get(LOGIN_COOKIE, "")
@@ -266,7 +274,7 @@ class ProviderApp:
         password = request.form.get("password", "")
         if not self.users.authenticate(username, password):
             logger.info("failed login for %r", username)
-            return self._page(
+            return self.page(
                 "login.html",
                 status=401,
                 next=target,
@@ -277,7 +285,7 @@ class ProviderApp:
 
         response = redirect(target, code=303)
         session_id = self.sessions.create(username)
-        self._set_cookie(request, response, SESSION_COOKIE, session_id, "/")
+        self.set_cookie(request, response, SESSION_COOKIE, session_id, "/")
         response.delete_cookie(LOGIN_COOKIE, path=self.login_path)
         return response
 
@@ -291,7 +299,8 @@ class ProviderApp:
 
     # -- helpers -------------------------------------------------------------
 
-    def _page(self, name: str, status: int = 200, **context: Any) -> Response:
+    def page(self, name: str, status: int = 200, **context: Any) -> Response:
+        """Render one of the provider's HTML pages."""
         html = self.templates.get_template(name).render(**context)
         return Response(html, status=status, mimetype="text/html", headers=PAGE_HEADERS)
 
@@ -306,7 +315,7 @@ class ProviderApp:
         base = self.public_url or request.host_url.rstrip("/")
         return base + self.endpoint_path
 
-    def _set_cookie(
+    def set_cookie(
         self, request: Request, response: Response, name: str, value: str, path: str
     ) -> None:
         response.set_cookie(

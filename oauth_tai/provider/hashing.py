@@ -11,6 +11,7 @@ import base64
 import hashlib
 import hmac
 import secrets
+from functools import cache
 from typing import Final
 
 # scrypt cost: about 50 ms and 16 MiB per hash on a current core, slow
@@ -62,6 +63,20 @@ def verify_secret(secret: str, stored: str) -> bool:
         return False
 
     return hmac.compare_digest(derived, _unb64(expected))
+
+
+def burn_verify(secret: str) -> None:
+    """Spend the time of a real check against nothing.
+
+    Used when the name is unknown, so that timing does not tell which
+    consumer ids or user names exist.
+    """
+    verify_secret(secret, _dummy_hash())
+
+
+@cache
+def _dummy_hash() -> str:
+    return hash_secret(new_secret())
 
 
 def _scrypt(secret: str, salt: bytes, n: int, r: int, p: int) -> bytes:

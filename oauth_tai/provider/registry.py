@@ -15,7 +15,12 @@ from sqlalchemy.exc import IntegrityError
 
 from oauth_tai.database import consumers
 from oauth_tai.errors import AlreadyExists, InvalidValue, NotFound
-from oauth_tai.provider.hashing import hash_secret, new_secret, verify_secret
+from oauth_tai.provider.hashing import (
+    burn_verify,
+    hash_secret,
+    new_secret,
+    verify_secret,
+)
 
 _CLIENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._~-]{0,127}")
 
@@ -131,6 +136,7 @@ class ClientRegistry:
 
     def delete(self, client_id: str) -> None:
         """Remove the consumer with its grants and tokens."""
+        self.get(client_id)
         if self.on_remove is not None:
             self.on_remove(client_id)
 
@@ -149,9 +155,7 @@ class ClientRegistry:
             ).first()
 
         if row is None:
-            # Spend the same time as a real check, so the answer's timing
-            # does not tell which consumer ids exist.
-            verify_secret(secret, _DUMMY_HASH)
+            burn_verify(secret)
             return None
 
         if not verify_secret(secret, row.secret_hash) or not row.enabled:
@@ -168,9 +172,6 @@ class ClientRegistry:
             )
         if result.rowcount == 0:
             raise NotFound("consumer", client_id)
-
-
-_DUMMY_HASH = hash_secret(new_secret())
 
 
 def check_redirect_uri(uri: str) -> None:

@@ -13,9 +13,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, insert, select, update
+from sqlalchemy import Connection, Engine, and_, func, insert, select, update
 
-from oauth_tai.database import codes, consumers, grants, tokens
+from oauth_tai.database import codes, consumers, grants, revocations, tokens
 from oauth_tai.provider.hashing import token_hash
 
 ACCESS = "access"
@@ -161,6 +161,10 @@ class TokenStore:
     def revoke_consumer(self, client_id: str) -> int:
         """Revoke every grant a consumer holds, from every user."""
         return self._revoke_grants(grants.c.client_id == client_id)
+
+    def revoke_user(self, username: str) -> int:
+        """Revoke every grant a user gave, to every consumer."""
+        return self._revoke_grants(grants.c.username == username)
 
     def revoke_grant(self, grant_id: int) -> int:
         return self._revoke_grants(grants.c.id == grant_id)
@@ -427,10 +431,36 @@ class TokenStore:
             "iat": row.issued_at,
         }
 
+    def revocations_since(self, last_id: int) -> tuple[int, list[bytes]]:
+        """Return the newest revocation id and the digests revoked after ``last_id``."""
+        query = (
+            select(revocations.c.id, revocations.c.token_hash)
+            .where(revocations.c.id > last_id)
+            .order_by(revocations.c.id)
+        )
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+
+        if not rows:
+            return last_id, []
+        return int(rows[-1].id), [bytes.fromhex(row.token_hash) for row in rows]
+
+    def latest_revocation(self) -> int:
+        with self.engine.connect() as conn:
+            newest = conn.execute(select(func.max(revocations.c.id))).scalar()
+        return int(newest or 0)
+
     def purge(self) -> int:
         """Delete expired codes and tokens; return how many rows went."""
         now = self.now()
         with self.engine.begin() as conn:
+            # A revocation matters while the token could still be cached,
+            # which is never past the longest access token lifetime.
+            conn.execute(
+                revocations.delete().where(
+                    revocations.c.revoked_at <= now - self.lifetimes.access_token
+                )
+            )
             gone = conn.execute(
                 codes.delete().where(codes.c.expires_at <= now)
             ).rowcount
@@ -456,6 +486,11 @@ class TokenStore:
             )
         ]
         conn.execute(update(tokens).where(live).values(revoked_at=now))
+        if digests:
+            conn.execute(
+                insert(revocations),
+                [{"token_hash": d.hex(), "revoked_at": now} for d in digests],
+            )
         return digests
 
     def _announce(self, digests: Iterable[bytes]) -> None:

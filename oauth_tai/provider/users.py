@@ -4,23 +4,36 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
 
 from sqlalchemy import Engine, delete, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from oauth_tai.database import users
 from oauth_tai.errors import AlreadyExists, InvalidValue, NotFound
-from oauth_tai.provider.hashing import hash_secret, new_secret, verify_secret
+from oauth_tai.provider.hashing import (
+    burn_verify,
+    hash_secret,
+    verify_secret,
+)
 
 _USERNAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,127}")
 MIN_PASSWORD_LENGTH = 8
 
 
 class UserDirectory:
-    """Add, list, remove and authenticate the provider's own users."""
+    """Add, list, remove and authenticate the provider's own users.
 
-    def __init__(self, engine: Engine) -> None:
+    :param engine: the database.
+    :param on_remove: called with a user name before the user is deleted,
+        so that the grants the user gave end with them.
+    """
+
+    def __init__(
+        self, engine: Engine, on_remove: Callable[[str], object] | None = None
+    ) -> None:
         self.engine = engine
+        self.on_remove = on_remove
 
     def add(self, username: str, password: str) -> None:
         """Add a user; raise for a bad name, a short password or a taken name."""
@@ -57,6 +70,12 @@ class UserDirectory:
         return row is not None
 
     def delete(self, username: str) -> None:
+        if not self.exists(username):
+            raise NotFound("user", username)
+
+        if self.on_remove is not None:
+            self.on_remove(username)
+
         with self.engine.begin() as conn:
             result = conn.execute(delete(users).where(users.c.username == username))
         if result.rowcount == 0:
@@ -70,10 +89,7 @@ class UserDirectory:
             ).first()
 
         if row is None:
-            verify_secret(password, _DUMMY_HASH)
+            burn_verify(password)
             return False
 
         return verify_secret(password, row.password_hash)
-
-
-_DUMMY_HASH = hash_secret(new_secret())

@@ -1,0 +1,201 @@
+"""Application Access: the user's view of the consumers they authorized.
+
+The HTML page lists each grant with its dates and a Revoke button; the JSON
+API does the same for scripts, authenticated by the browser session or by
+the user's name and password over HTTP Basic.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+from urllib.parse import urlencode
+
+from werkzeug.routing import Rule
+from werkzeug.utils import redirect
+from werkzeug.wrappers import Request, Response
+
+from oauth_tai.provider.sessions import SESSION_COOKIE
+from oauth_tai.provider.store import GrantInfo
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from oauth_tai.provider.app import ProviderApp
+
+logger = logging.getLogger(__name__)
+
+PAGE_PATH = "/connections/oauth/apps"
+
+
+class ApplicationAccess:
+    """The Application Access page and its JSON API.
+
+    :param app: the provider application, for sessions, users and pages.
+    :param api_path: the JSON API's path, ``/oauth2/authzMgmt/<provider>``.
+    """
+
+    def __init__(self, app: ProviderApp, api_path: str) -> None:
+        self.app = app
+        self.api_path = api_path
+
+    def routes(self) -> list[tuple[Rule, Callable[..., Response]]]:
+        return [
+            (Rule(PAGE_PATH, endpoint="apps", methods=["GET"]), self.on_page),
+            (
+                Rule(f"{PAGE_PATH}/revoke", endpoint="apps_revoke", methods=["POST"]),
+                self.on_page_revoke,
+            ),
+            (
+                Rule(self.api_path, endpoint="authz_list", methods=["GET"]),
+                self.on_api_list,
+            ),
+            (
+                Rule(
+                    f"{self.api_path}/client/<client_id>",
+                    endpoint="authz_revoke",
+                    methods=["DELETE"],
+                ),
+                self.on_api_revoke,
+            ),
+        ]
+
+    # -- the page ------------------------------------------------------------
+
+    def on_page(self, request: Request) -> Response:
+        session_id = request.cookies.get(SESSION_COOKIE, "")
+        username = self.app.sessions.user(session_id)
+        if username is None:
+            login = f"{self.app.login_path}?{urlencode({'next': PAGE_PATH})}"
+            return redirect(login, code=303)
+
+        grants = self.app.server.validator.store.grants_of(username)
+        revoked = request.args.get("revoked")
+        revoked_name = None
+        if revoked:
+            consumer = self.app.registry.find(revoked)
+            revoked_name = consumer.name if consumer else None
+
+        return self.app.page(
+            "apps.html",
+            username=username,
+            grants=[_grant_row(grant) for grant in grants],
+            revoked_name=revoked_name,
+            csrf_token=self.app.sessions.csrf_token(session_id),
+            action=f"{PAGE_PATH}/revoke",
+        )
+
+    def on_page_revoke(self, request: Request) -> Response:
+        session_id = request.cookies.get(SESSION_COOKIE, "")
+        username = self.app.sessions.user(session_id)
+        if username is None:
+            return redirect(PAGE_PATH, code=303)
+
+        if not self.app.sessions.check_csrf(session_id, request.form.get("csrf_token")):
+            return self.app.page(
+                "error.html",
+                status=400,
+                error="invalid_request",
+                description="The form expired. Go back and try again.",
+            )
+
+        client_id = request.form.get("client_id", "")
+        self._revoke(username, client_id)
+        return redirect(f"{PAGE_PATH}?{urlencode({'revoked': client_id})}", code=303)
+
+    # -- the JSON API ------------------------------------------------------------
+
+    def on_api_list(self, request: Request) -> Response:
+        username = self._api_user(request)
+        if username is None:
+            return _unauthorized()
+
+        grants = self.app.server.validator.store.grants_of(username)
+        body = {"applications": [_grant_json(grant) for grant in grants]}
+        return Response(
+            json.dumps(body),
+            mimetype="application/json",
+            headers={"Cache-Control": "no-store"},
+        )
+
+    def on_api_revoke(self, request: Request, client_id: str) -> Response:
+        username = self._api_user(request)
+        if username is None:
+            return _unauthorized()
+
+        if not self._revoke(username, client_id):
+            return Response(
+                json.dumps({"error": "not_found"}),
+                status=404,
+                mimetype="application/json",
+            )
+        return Response(status=204)
+
+    def _revoke(self, username: str, client_id: str) -> bool:
+        store = self.app.server.validator.store
+        ended = store.revoke_consumer_for_user(username, client_id)
+        if ended:
+            logger.info("%s revoked the access of %s", username, client_id)
+        return ended > 0
+
+    def _api_user(self, request: Request) -> str | None:
+        # A cross-site page cannot send DELETE with the user's cookie
+        # without a CORS preflight, which this API never answers.
+        session_user = self.app.sessions.user(request.cookies.get(SESSION_COOKIE))
+        if session_user is not None:
+            return session_user
+
+        header = request.headers.get("Authorization", "")
+        scheme, _, value = header.partition(" ")
+        if scheme.lower() != "basic":
+            return None
+
+        try:
+            decoded = base64.b64decode(value.strip(), validate=True).decode()
+        except (binascii.Error, UnicodeDecodeError):
+            return None
+
+        username, colon, password = decoded.partition(":")
+        if not colon or not self.app.users.authenticate(username, password):
+            return None
+        return username
+
+
+def _grant_row(grant: GrantInfo) -> dict[str, str]:
+    return {
+        "client_id": grant.client_id,
+        "name": grant.consumer_name,
+        "authorized": _date(grant.authorized_at),
+        "expires": _date(grant.expires_at),
+    }
+
+
+def _grant_json(grant: GrantInfo) -> dict[str, object]:
+    return {
+        "client_id": grant.client_id,
+        "name": grant.consumer_name,
+        "scope": grant.scope,
+        "authorized_at": _iso(grant.authorized_at),
+        "expires_at": _iso(grant.expires_at),
+    }
+
+
+def _date(timestamp: int) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%d %b %Y")
+
+
+def _iso(timestamp: int) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _unauthorized() -> Response:
+    return Response(
+        json.dumps({"error": "unauthorized"}),
+        status=401,
+        mimetype="application/json",
+        headers={"WWW-Authenticate": 'Basic realm="Application Access"'},
+    )
