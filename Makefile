@@ -4,8 +4,10 @@ HOST ?= 127.0.0.1
 PORT ?= 8080
 VENV := .venv
 BIN := $(VENV)/bin
+# The browser tests drive Debian's Chromium; Playwright never downloads one.
+CHROMIUM := /usr/bin/chromium
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint chromium bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,7 +30,20 @@ lint: $(VENV)/.dev-installed
 	$(BIN)/ruff check oauth_tai tests
 	$(BIN)/mypy
 
-test: lint
+# Quiet when Chromium is there; installs it as root, else says how.
+chromium:
+	@if [ ! -x $(CHROMIUM) ]; then \
+	  if [ "$$(id -u)" -eq 0 ]; then \
+	    echo "Installing Debian's chromium for the browser tests"; \
+	    apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else \
+	    echo "The browser tests need $(CHROMIUM): run 'sudo apt-get install chromium', then make test again." >&2; \
+	    exit 1; \
+	  fi; \
+	fi
+
+test: lint chromium
 	$(BIN)/pytest
 
 clean:

@@ -8,8 +8,11 @@ are its wire format: status, error code and the ``WWW-Authenticate`` value.
 
 from __future__ import annotations
 
+import io
 import re
 from collections.abc import Iterable
+from typing import Any
+from urllib.parse import parse_qs
 
 # RFC 6750 §2.1: b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" /
 # "/" ) *"="
@@ -26,8 +29,9 @@ class BearerError(Exception):
         super().__init__(description or self.error or "unauthorized")
         self.description = description
 
-    def challenge(self, realm: str, scope: str | None = None) -> str:
+    def challenge(self, realm: str) -> str:
         """Render the ``WWW-Authenticate`` header value for this refusal."""
+        scope = getattr(self, "scope", None)
         params = [("realm", realm)]
         if self.error:
             params.append(("error", self.error))
@@ -55,6 +59,11 @@ class InvalidToken(BearerError):
 class InsufficientScope(BearerError):
     status = 403
     error = "insufficient_scope"
+
+    def __init__(self, description: str | None = None, scope: str | None = None):
+        super().__init__(description)
+        # RFC 6750 §3: the scope needed, so the consumer can ask for it.
+        self.scope = scope
 
 
 class ServiceUnavailable(BearerError):
@@ -101,3 +110,68 @@ def _quote(value: str) -> str:
     # control characters have no place in a header at all.
     cleaned = "".join(ch for ch in value if ch >= " " and ch != "\x7f")
     return '"' + cleaned.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+# RFC 6750 §2.2 allows the token in a form body; a body larger than this is
+# not a form a consumer sends to carry a token, so it is not read.
+MAX_FORM_BYTES = 1 << 20
+
+
+def take_request_token(
+    environ: dict[str, Any], *, allow_body: bool = False, allow_query: bool = False
+) -> str | None:
+    """Return the bearer token of a WSGI request, wherever it is allowed.
+
+    The Authorization header always counts; the ``access_token`` form field
+    (RFC 6750 §2.2) and query parameter (§2.3) only when enabled. Raises
+    :class:`InvalidRequest` when more than one credential was sent (§2).
+    """
+    header = environ.get("HTTP_AUTHORIZATION")
+    found = []
+    if header is not None:
+        token = take_token((header,))
+        if token is not None:
+            found.append(token)
+
+    if allow_query and "access_token" in environ.get("QUERY_STRING", ""):
+        found.extend(_field(environ.get("QUERY_STRING", ""), "access_token"))
+
+    if allow_body and _is_form_post(environ):
+        found.extend(_field(_read_body(environ), "access_token"))
+
+    if len(found) > 1:
+        raise InvalidRequest("more than one access token in the request")
+
+    return found[0] if found else None
+
+
+def _field(encoded: str, name: str) -> list[str]:
+    values = parse_qs(encoded, keep_blank_values=True).get(name, [])
+    for value in values:
+        if not _TOKEN68.fullmatch(value):
+            raise InvalidRequest("the access_token field is not one bearer token")
+    return values
+
+
+def _is_form_post(environ: dict[str, Any]) -> bool:
+    # §2.2: only a single-part form body, and never with GET.
+    content_type = str(environ.get("CONTENT_TYPE", ""))
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    return (
+        environ.get("REQUEST_METHOD", "GET") != "GET"
+        and media_type == "application/x-www-form-urlencoded"
+    )
+
+
+def _read_body(environ: dict[str, Any]) -> str:
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return ""
+    if length <= 0 or length > MAX_FORM_BYTES:
+        return ""
+
+    body: bytes = environ["wsgi.input"].read(length)
+    # The application behind reads the same body: hand it a fresh stream.
+    environ["wsgi.input"] = io.BytesIO(body)
+    return body.decode("latin-1")

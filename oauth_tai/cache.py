@@ -238,6 +238,7 @@ def _identity_to_json(identity: Identity) -> dict[str, Any]:
         "s": sorted(identity.scopes),
         "x": identity.expires_at,
         "h": identity.token_hash,
+        "a": sorted(identity.audiences),
     }
 
 
@@ -249,6 +250,7 @@ def _identity_from_json(data: dict[str, Any]) -> Identity:
         scopes=frozenset(data["s"]),
         expires_at=int(data["x"]),
         token_hash=data["h"],
+        audiences=frozenset(data.get("a", ())),
     )
 
 

@@ -1,4 +1,4 @@
-"""The ``oauth-tai`` command: serve, and manage consumers, users and tokens."""
+"""The ``oauth-tai`` command: serve, and manage consumers, users, tokens and schema."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from oauth_tai.database import connect_database
 from oauth_tai.errors import OAuthTaiError
+from oauth_tai.migrations import LATEST, MIGRATIONS, current_version, upgrade
 from oauth_tai.provider.registry import Consumer
 from oauth_tai.settings import Settings
 from oauth_tai.system import Provider, open_provider
@@ -73,6 +75,7 @@ def _parser() -> argparse.ArgumentParser:
 
     _add_clients(commands, common)
     _add_users(commands, common)
+    _add_database(commands, common)
 
     tokens = commands.add_parser("tokens", help="manage stored tokens")
     tokens_commands = tokens.add_subparsers(title="commands", metavar="COMMAND")
@@ -91,12 +94,37 @@ def _add_clients(commands: Any, common: argparse.ArgumentParser) -> None:
     add.add_argument("client_id")
     add.add_argument("--name", required=True, help="name shown to users")
     add.add_argument("--redirect-uri", required=True)
+    add.add_argument(
+        "--auto-authorize",
+        action="store_true",
+        help="trusted consumer: users are not asked for consent",
+    )
     add.set_defaults(run=_clients_add)
 
     edit = sub.add_parser("edit", parents=[common], help="change a consumer")
     edit.add_argument("client_id")
     edit.add_argument("--name")
     edit.add_argument("--redirect-uri")
+    state = edit.add_mutually_exclusive_group()
+    state.add_argument(
+        "--disable",
+        dest="enabled",
+        action="store_false",
+        default=None,
+        help="refuse the consumer and revoke all its grants",
+    )
+    state.add_argument("--enable", dest="enabled", action="store_true")
+    trust = edit.add_mutually_exclusive_group()
+    trust.add_argument(
+        "--auto-authorize",
+        dest="auto_authorize",
+        action="store_true",
+        default=None,
+        help="users are not asked for consent",
+    )
+    trust.add_argument(
+        "--no-auto-authorize", dest="auto_authorize", action="store_false"
+    )
     edit.set_defaults(run=_clients_edit)
 
     for name, helptext, run in [
@@ -137,6 +165,25 @@ def _add_users(commands: Any, common: argparse.ArgumentParser) -> None:
     delete = sub.add_parser("delete", parents=[common], help="delete a user")
     delete.add_argument("username")
     delete.set_defaults(run=_users_delete)
+
+
+def _add_database(commands: Any, common: argparse.ArgumentParser) -> None:
+    database = commands.add_parser("db", help="manage the database schema")
+    sub = database.add_subparsers(title="commands", metavar="COMMAND")
+
+    upgrade = sub.add_parser(
+        "upgrade",
+        parents=[common],
+        help="bring the schema up to date (every command does it first too)",
+    )
+    upgrade.set_defaults(run=_db_upgrade)
+
+    version = sub.add_parser(
+        "version",
+        parents=[common],
+        help="show the schema version and the steps an upgrade would take",
+    )
+    version.set_defaults(run=_db_version)
 
 
 # -- serve -------------------------------------------------------------------
@@ -188,7 +235,10 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
 
 def _clients_add(args: argparse.Namespace, settings: Settings) -> int:
     consumer, secret = _provider(settings).registry.add(
-        args.client_id, args.name, args.redirect_uri
+        args.client_id,
+        args.name,
+        args.redirect_uri,
+        auto_authorize=args.auto_authorize,
     )
     data = {**_consumer_json(consumer), "client_secret": secret}
     _say(
@@ -202,12 +252,19 @@ def _clients_add(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _clients_edit(args: argparse.Namespace, settings: Settings) -> int:
-    if args.name is None and args.redirect_uri is None:
-        raise CommandError("nothing to change: give --name or --redirect-uri")
+    changes = {
+        "name": args.name,
+        "redirect_uri": args.redirect_uri,
+        "enabled": args.enabled,
+        "auto_authorize": args.auto_authorize,
+    }
+    if all(value is None for value in changes.values()):
+        raise CommandError(
+            "nothing to change: give --name, --redirect-uri, --disable, "
+            "--enable or --[no-]auto-authorize"
+        )
 
-    consumer = _provider(settings).registry.edit(
-        args.client_id, name=args.name, redirect_uri=args.redirect_uri
-    )
+    consumer = _provider(settings).registry.edit(args.client_id, **changes)
     _say(args, _consumer_json(consumer), f"Changed {consumer.client_id}.")
     return 0
 
@@ -287,6 +344,61 @@ def _users_delete(args: argparse.Namespace, settings: Settings) -> int:
 def _tokens_purge(args: argparse.Namespace, settings: Settings) -> int:
     gone = _provider(settings).store.purge()
     _say(args, {"purged": gone}, f"Purged {gone} expired codes and tokens.")
+    return 0
+
+
+# -- database ------------------------------------------------------------------
+
+
+def _db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
+    engine = connect_database(settings.effective_database_url)
+    try:
+        done = upgrade(engine)
+    finally:
+        engine.dispose()
+
+    if done.applied:
+        steps = ", ".join(str(version) for version in done.applied)
+        text = (
+            f"Upgraded the database schema from version {done.before} to "
+            f"{done.after} (steps {steps})."
+        )
+    else:
+        text = f"The database schema is up to date (version {done.after})."
+    _say(args, dataclasses.asdict(done), text)
+    return 0
+
+
+def _db_version(args: argparse.Namespace, settings: Settings) -> int:
+    engine = connect_database(settings.effective_database_url)
+    try:
+        version = current_version(engine)
+    finally:
+        engine.dispose()
+
+    pending = [step for step in MIGRATIONS if step.version > version]
+    data = {
+        "version": version,
+        "latest": LATEST,
+        "pending": [
+            {"version": step.version, "description": step.description}
+            for step in pending
+        ],
+    }
+    if version > LATEST:
+        text = (
+            f"Schema version {version}: newer than this oauth-tai, which "
+            f"knows versions up to {LATEST}."
+        )
+    elif pending:
+        lines = [f"  {step.version}: {step.description}" for step in pending]
+        text = "\n".join(
+            [f"Schema version {version} of {LATEST}; `oauth-tai db upgrade` takes:"]
+            + lines
+        )
+    else:
+        text = f"Schema version {version}, up to date."
+    _say(args, data, text)
     return 0
 
 

@@ -50,3 +50,31 @@ class AlreadyExists(RegistryError):
 
 class InvalidValue(RegistryError):
     """A field of a consumer or user has a value that is not allowed."""
+
+
+class DatabaseUnavailable(OAuthTaiError):
+    """The database cannot be reached, or refused the connection.
+
+    ``where`` is the database URL with any password hidden.
+    """
+
+    def __init__(self, where: str, reason: str) -> None:
+        super().__init__(f"cannot use the database {where}: {reason.strip()}")
+        self.where = where
+        self.reason = reason
+
+
+class SchemaTooNew(OAuthTaiError):
+    """The database was upgraded by a newer oauth-tai than this one.
+
+    Running older code on it could misread what the newer steps changed, so
+    nothing is done; upgrade oauth-tai instead.
+    """
+
+    def __init__(self, version: int, latest: int) -> None:
+        super().__init__(
+            f"the database schema is at version {version}, but this oauth-tai "
+            f"knows versions up to {latest}: upgrade oauth-tai"
+        )
+        self.version = version
+        self.latest = latest

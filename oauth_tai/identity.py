@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 ENVIRON_KEY = "oauth_tai.identity"
+
+# The headers that carry an identity to services behind the gateway. A
+# client must never be able to send them: the middleware and the gateway
+# remove them from every request.
+IDENTITY_HEADERS = (
+    "X-Auth-User",
+    "X-Auth-Consumer",
+    "X-Auth-Consumer-Name",
+    "X-Auth-Scope",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,17 +33,27 @@ class Identity:
     scopes: frozenset[str]
     expires_at: int
     token_hash: str
+    audiences: frozenset[str] = frozenset()
 
     def has_scopes(self, required: frozenset[str]) -> bool:
         return required <= self.scopes
 
 
-def identity_from_answer(answer: Mapping[str, Any], token_hash: str) -> Identity | None:
+DEFAULT_USER_CLAIMS = ("username", "sub")
+
+
+def identity_from_answer(
+    answer: Mapping[str, Any],
+    token_hash: str,
+    user_claims: Sequence[str] = DEFAULT_USER_CLAIMS,
+) -> Identity | None:
     """Map an RFC 7662 introspection answer to an :class:`Identity`.
 
     Returns ``None`` unless the answer is active (JSON ``true``), names a
-    consumer and carries an integer expiry: an answer that cannot be read
-    is treated as an inactive token.
+    consumer, carries an integer expiry in seconds and a well-formed scope
+    and audience: an answer that cannot be read is an inactive token.
+
+    :param user_claims: the claims tried in order for the user's name.
     """
     if answer.get("active") is not True:
         return None
@@ -45,13 +65,15 @@ def identity_from_answer(answer: Mapping[str, Any], token_hash: str) -> Identity
     if not isinstance(expires_at, int) or isinstance(expires_at, bool):
         return None
 
-    user = answer.get("username", answer.get("sub"))
-    if not isinstance(user, str) or not user:
-        user = None
+    scopes = _strings(answer.get("scope"), split=True)
+    audiences = _strings(answer.get("aud"), split=False)
+    if scopes is None or audiences is None:
+        return None
 
+    user = next(
+        (v for c in user_claims if isinstance(v := answer.get(c), str) and v), None
+    )
     name = answer.get("client_name")
-    scope = answer.get("scope", "")
-    scopes = scope.split() if isinstance(scope, str) else []
     return Identity(
         user=user,
         consumer_id=consumer_id,
@@ -59,7 +81,21 @@ def identity_from_answer(answer: Mapping[str, Any], token_hash: str) -> Identity
         scopes=frozenset(scopes),
         expires_at=expires_at,
         token_hash=token_hash,
+        audiences=frozenset(audiences),
     )
+
+
+def _strings(value: Any, *, split: bool) -> list[str] | None:
+    # RFC 7662 §2.2 sends scope as one space-separated string and aud as a
+    # string or a list; a list of strings is taken for either. Anything
+    # else is unreadable (None).
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return value.split() if split else [value]
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return list(value)
+    return None
 
 
 def get_identity(environ: Mapping[str, Any]) -> Identity | None:

@@ -22,7 +22,7 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from oauth_tai.bearer import (
@@ -30,11 +30,18 @@ from oauth_tai.bearer import (
     InvalidToken,
     MissingToken,
     ServiceUnavailable,
-    take_token,
+    take_request_token,
 )
 from oauth_tai.cache import LOG_HASH_CHARS, Miss, TokenCache
 from oauth_tai.errors import ProviderUnavailable
-from oauth_tai.identity import ENVIRON_KEY, Identity, identity_from_answer
+from oauth_tai.identity import (
+    DEFAULT_USER_CLAIMS,
+    ENVIRON_KEY,
+    IDENTITY_HEADERS,
+    Identity,
+    identity_from_answer,
+)
+from oauth_tai.rules import InterceptPolicy
 from oauth_tai.validators import TokenValidator
 
 if TYPE_CHECKING:
@@ -51,14 +58,27 @@ class TrustAssociationMiddleware:
         :mod:`oauth_tai.validators`).
     :param cache: the cache tiers; a process-local one when omitted.
     :param realm: the realm named in ``WWW-Authenticate`` challenges.
-    :param prefixes: URL path prefixes to intercept; every other request
-        passes through untouched.
+    :param prefixes: shorthand for one token-only rule per URL prefix.
+    :param policy: the rules deciding which requests are intercepted and
+        what their tokens must carry (see :mod:`oauth_tai.rules`); it
+        replaces ``prefixes``.
+    :param allow_body_token: also take ``access_token`` from a form body.
+    :param allow_query_token: also take ``access_token`` from the query
+        string; off by default, as URLs end up in logs and histories.
+    :param identity_headers: header names that carry an identity to
+        upstream services; a client's copies are removed from every
+        request, intercepted or not.
+    :param user_claims: the answer's claims tried in order for the user.
 
     ::
 
         app = TrustAssociationMiddleware(
             app, IntrospectionClient(url, client_id, secret),
-            prefixes=("/api/",),
+            policy=InterceptPolicy([
+                InterceptRule("/api/admin/", scopes=frozenset({"admin"})),
+                InterceptRule("/api/"),
+                InterceptRule("/pages/", oauth_only=False),
+            ]),
         )
     """
 
@@ -70,29 +90,55 @@ class TrustAssociationMiddleware:
         *,
         realm: str = "oauth-tai",
         prefixes: Iterable[str] = ("/",),
+        policy: InterceptPolicy | None = None,
+        allow_body_token: bool = False,
+        allow_query_token: bool = False,
+        identity_headers: Iterable[str] = IDENTITY_HEADERS,
+        user_claims: Sequence[str] = DEFAULT_USER_CLAIMS,
     ) -> None:
         self.app = app
         self.validator = validator
         self.cache = cache if cache is not None else TokenCache(_process_secret())
         self.realm = realm
-        self.prefixes = tuple(prefixes)
+        self.policy = policy or InterceptPolicy.for_prefixes(prefixes)
+        self.allow_body_token = allow_body_token
+        self.allow_query_token = allow_query_token
+        self.user_claims = tuple(user_claims)
+        # Servers turn both "X-Auth-User" and "X_Auth_User" into the same
+        # environ key, so one key per name covers every spelling.
+        self._spoofable = tuple(
+            "HTTP_" + name.upper().replace("-", "_") for name in identity_headers
+        )
 
     def __call__(
         self, environ: WSGIEnvironment, start_response: StartResponse
     ) -> Iterable[bytes]:
         environ.pop(ENVIRON_KEY, None)
-        if not environ.get("PATH_INFO", "").startswith(self.prefixes):
+        for key in self._spoofable:
+            environ.pop(key, None)
+
+        rule = self.policy.match(
+            environ.get("PATH_INFO", ""), environ.get("REQUEST_METHOD", "GET")
+        )
+        if rule is None:
             return self.app(environ, start_response)
 
-        environ.pop("REMOTE_USER", None)
-        environ.pop("AUTH_TYPE", None)
-        header = environ.get("HTTP_AUTHORIZATION")
         try:
-            token = take_token(() if header is None else (header,))
+            token = take_request_token(
+                environ,
+                allow_body=self.allow_body_token,
+                allow_query=self.allow_query_token,
+            )
+            if token is None and not rule.oauth_only:
+                return self.app(environ, start_response)
+
+            environ.pop("REMOTE_USER", None)
+            environ.pop("AUTH_TYPE", None)
             if token is None:
                 raise MissingToken()
 
             identity = self.resolve(token)
+            rule.check(identity)
         except BearerError as refusal:
             return self._refuse(refusal, start_response)
 
@@ -137,9 +183,16 @@ class TrustAssociationMiddleware:
 
         identity = None
         if answer is not None:
-            identity = identity_from_answer(answer, key[:LOG_HASH_CHARS])
+            identity = identity_from_answer(
+                answer, key[:LOG_HASH_CHARS], self.user_claims
+            )
             if identity is None:
-                logger.warning("the provider's answer lacks client_id or exp")
+                # An active answer we cannot read is the provider's fault;
+                # the token is refused rather than half-trusted.
+                logger.warning(
+                    "unreadable active answer from the provider for token %s",
+                    key[:LOG_HASH_CHARS],
+                )
 
         self.cache.put(key, identity)
         return identity

@@ -35,7 +35,7 @@ class Settings:
     )
     database_url: str = field(
         default="",
-        metadata=_doc("SQLAlchemy URL; empty means a SQLite file under var_dir."),
+        metadata=_doc("SQLite or PostgreSQL URL; empty: a SQLite file under var_dir."),
     )
     redis_url: str = field(
         default="", metadata=_doc("Redis URL for the shared cache; empty: none.")
@@ -92,6 +92,31 @@ class Settings:
     )
     introspection_timeout: float = field(
         default=2.0, metadata=_doc("Connect and read timeout, in seconds.")
+    )
+    jwks_url: str = field(
+        default="",
+        metadata=_doc("JWKS of a provider whose JWT access tokens to trust."),
+    )
+    issuer: str = field(
+        default="", metadata=_doc("The `iss` those JWT access tokens must carry.")
+    )
+    audience: str = field(
+        default="", metadata=_doc("The `aud` those JWT access tokens must hold.")
+    )
+    jwt_leeway: int = field(
+        default=30, metadata=_doc("Seconds of clock skew allowed on JWT times.")
+    )
+    trust_remote_user: bool = field(
+        default=False,
+        metadata=_doc("Take the user from REMOTE_USER set by the server's login."),
+    )
+    trusted_user_header: str = field(
+        default="",
+        metadata=_doc("Header naming the user, set by a trusted proxy; empty: off."),
+    )
+    template_dir: str = field(
+        default="",
+        metadata=_doc("Folder of page templates that override the built-in ones."),
     )
 
     def __repr__(self) -> str:
@@ -182,13 +207,26 @@ def _coerce(cls: type[Settings], name: str, value: Any) -> Any:
         raise ConfigurationError(f"unknown setting {name!r}")
 
     target: type[Any] = type(kind[name])
+    variable = PREFIX + name.upper()
+    if target is bool:
+        if isinstance(value, bool):
+            return value
+        if str(value).strip().lower() in _TRUE:
+            return True
+        if str(value).strip().lower() in _FALSE:
+            return False
+        raise ConfigurationError(f"{variable} must be true or false, not {value!r}")
+
     if isinstance(value, target) and not isinstance(value, bool):
         return value
 
     try:
         return target(value)
     except (TypeError, ValueError) as exc:
-        variable = PREFIX + name.upper()
         raise ConfigurationError(
             f"{variable} must be a {target.__name__}, not {value!r}"
         ) from exc
+
+
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off", ""})

@@ -15,6 +15,7 @@ from oauth_tai.cache import TokenCache, connect_redis
 from oauth_tai.connections.app import API_ROOT, ConnectionsApp
 from oauth_tai.connections.entries import EntryStore
 from oauth_tai.database import open_database
+from oauth_tai.errors import ConfigurationError
 from oauth_tai.middleware import TrustAssociationMiddleware
 from oauth_tai.provider.app import ProviderApp
 from oauth_tai.provider.registry import ClientRegistry
@@ -26,6 +27,7 @@ from oauth_tai.provider.validator import ProviderValidator
 from oauth_tai.settings import Settings
 from oauth_tai.validators import TokenValidator
 from oauth_tai.validators.introspection import IntrospectionClient
+from oauth_tai.validators.jwt import JwtIssuer, JwtValidator
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +56,7 @@ def open_provider(settings: Settings) -> Provider:
             grant=settings.grant_lifetime,
         ),
     )
-    registry = ClientRegistry(engine, on_remove=store.revoke_consumer)
+    registry = ClientRegistry(engine, on_revoke_all=store.revoke_consumer)
     users = UserDirectory(engine, on_remove=store.revoke_user)
     return Provider(engine, registry, users, store)
 
@@ -72,7 +74,9 @@ def build_cache(settings: Settings) -> TokenCache:
 
 
 def build_validator(settings: Settings, provider: Provider) -> TokenValidator:
-    """The provider's own store, or the remote endpoint the settings name."""
+    """The provider's own store, or the remote provider the settings name."""
+    if settings.jwks_url:
+        return build_jwt_validator(settings)
     if settings.introspection_url:
         return IntrospectionClient(
             settings.introspection_url,
@@ -81,6 +85,22 @@ def build_validator(settings: Settings, provider: Provider) -> TokenValidator:
             timeout=settings.introspection_timeout,
         )
     return provider.store
+
+
+def build_jwt_validator(settings: Settings) -> JwtValidator:
+    """Trust the JWT access tokens of the one issuer the settings name."""
+    if settings.introspection_url:
+        raise ConfigurationError(
+            "set OAUTH_TAI_JWKS_URL or OAUTH_TAI_INTROSPECTION_URL, not both"
+        )
+    if not settings.issuer or not settings.audience:
+        raise ConfigurationError(
+            "OAUTH_TAI_JWKS_URL needs OAUTH_TAI_ISSUER (the tokens' iss) and "
+            "OAUTH_TAI_AUDIENCE (the aud they must hold for this service)"
+        )
+
+    issuer = JwtIssuer(settings.issuer, settings.jwks_url, settings.audience)
+    return JwtValidator([issuer], leeway=settings.jwt_leeway)
 
 
 @dataclass
@@ -119,6 +139,9 @@ def build_system(settings: Settings) -> System:
         context_root=settings.context_root,
         provider_name=settings.provider_name,
         public_url=settings.public_url,
+        trust_remote_user=settings.trust_remote_user,
+        trusted_user_header=settings.trusted_user_header,
+        template_dir=settings.template_dir,
     )
     api = TrustAssociationMiddleware(
         ConnectionsApp(EntryStore(provider.engine)),

@@ -1,8 +1,15 @@
-"""Fixtures shared by every part's tests: real Redis, real servers."""
+"""Fixtures shared by every part's tests: real Redis, real databases, real servers.
+
+Every test that uses a database (through ``settings``, ``provider``,
+``database_url`` or ``live_server``) runs twice, on SQLite and on
+PostgreSQL; ``--database=sqlite`` or ``--database=postgresql`` picks one.
+"""
 
 from __future__ import annotations
 
+import itertools
 import os
+import secrets
 import shutil
 import socket
 import subprocess
@@ -15,7 +22,11 @@ from pathlib import Path
 
 import pytest
 import redis
+from sqlalchemy import Connection, create_engine, text
+from sqlalchemy.engine import URL
+from sqlalchemy.exc import OperationalError
 
+from oauth_tai.database import database_url as parse_database_url
 from oauth_tai.settings import Settings
 from oauth_tai.system import Provider, open_provider
 
@@ -96,15 +107,141 @@ def redis_prefix(redis_url: str) -> Iterator[str]:
     client.close()
 
 
-@pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    """Settings for one test: SQLite in its own folder, in-process cache."""
-    return Settings(var_dir=str(tmp_path / "var"), secret_key="test-" + "k" * 40)
+DATABASES = ("sqlite", "postgresql")
+
+POSTGRES_DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+
+POSTGRES_HELP = (
+    "These tests need a real PostgreSQL, where they create a schema of their "
+    "own and drop it afterwards: set OAUTH_TAI_TEST_POSTGRES_URL to a "
+    f"database they may use (default {POSTGRES_DEFAULT_URL}), or install one "
+    "(Debian: apt-get install postgresql). To run only the SQLite half, pass "
+    "--database=sqlite."
+)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--database",
+        choices=("both", *DATABASES),
+        default="both",
+        help="run the database tests on SQLite, PostgreSQL or both (default)",
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    # Session scope groups the tests by database, so PostgreSQL is set up
+    # once and the SQLite half runs first, without it.
+    if "database" in metafunc.fixturenames:
+        chosen = metafunc.config.getoption("database")
+        kinds = DATABASES if chosen == "both" else (chosen,)
+        metafunc.parametrize("database", kinds, scope="session")
+
+
+class PostgresSchemas:
+    """Schemas of this test run on the test PostgreSQL, each dropped after use.
+
+    Each schema is a database of its own: its URL puts only that schema on
+    the search path, so nothing is created anywhere else, and names its
+    connections after it, so they can be ended before it is dropped.
+    """
+
+    def __init__(self, url: URL) -> None:
+        self.url = url
+        self.run = f"oauth_tai_test_{secrets.token_hex(4)}"
+        self.created: list[str] = []
+        self._numbers = itertools.count()
+        self._admin = create_engine(url, isolation_level="AUTOCOMMIT")
+        self._conn: Connection = self._admin.connect()
+        self._conn.execute(text("SET lock_timeout = '20s'"))
+
+    def create(self) -> tuple[str, str]:
+        """Create an empty schema; return its name and its database URL."""
+        name = f"{self.run}_{next(self._numbers)}"
+        self._conn.execute(text(f'CREATE SCHEMA "{name}"'))
+        self.created.append(name)
+        options = f"-csearch_path={name}"
+        if self.url.query.get("options"):
+            options = f"{self.url.query['options']} {options}"
+        url = self.url.update_query_dict({"options": options, "application_name": name})
+        if url.drivername == "postgresql+psycopg":
+            # The plain form most users write; oauth-tai picks psycopg for it.
+            url = url.set(drivername="postgresql")
+        return name, url.render_as_string(hide_password=False)
+
+    def drop(self, name: str) -> None:
+        """End the schema's connections, then drop it with all it holds."""
+        self._conn.execute(
+            text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE application_name = :name AND pid <> pg_backend_pid()"
+            ),
+            {"name": name},
+        )
+        self._conn.execute(text(f'DROP SCHEMA IF EXISTS "{name}" CASCADE'))
+        self.created.remove(name)
+
+    def close(self) -> None:
+        for name in list(self.created):
+            self.drop(name)
+        self._conn.close()
+        self._admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def postgres_schemas() -> Iterator[PostgresSchemas]:
+    """The test PostgreSQL; the test run fails, with how to provide one, without."""
+    configured = os.environ.get("OAUTH_TAI_TEST_POSTGRES_URL") or POSTGRES_DEFAULT_URL
+    url = parse_database_url(configured)
+    if "connect_timeout" not in url.query:
+        url = url.update_query_dict({"connect_timeout": "5"})
+    try:
+        schemas = PostgresSchemas(url)
+    except OperationalError as exc:
+        shown = url.render_as_string(hide_password=True)
+        pytest.fail(f"cannot reach PostgreSQL at {shown}: {exc.orig}\n{POSTGRES_HELP}")
+
+    yield schemas
+    schemas.close()
 
 
 @pytest.fixture
-def provider(settings: Settings) -> Provider:
-    return open_provider(settings)
+def database_url(request: pytest.FixtureRequest, database: str) -> Iterator[str]:
+    """This test's ``OAUTH_TAI_DATABASE_URL``, for an empty database.
+
+    Empty on SQLite, which means the default file under the test's own var
+    dir; on PostgreSQL, a new schema that is dropped after the test.
+    """
+    if database == "sqlite":
+        yield ""
+        return
+
+    schemas: PostgresSchemas = request.getfixturevalue("postgres_schemas")
+    name, url = schemas.create()
+    yield url
+    schemas.drop(name)
+
+
+def database_env(database_url: str) -> dict[str, str]:
+    """The environment that points a process at ``database_url``."""
+    return {"OAUTH_TAI_DATABASE_URL": database_url} if database_url else {}
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_url: str) -> Settings:
+    """Settings for one test: its own empty database, in-process cache."""
+    return Settings(
+        var_dir=str(tmp_path / "var"),
+        secret_key="test-" + "k" * 40,
+        database_url=database_url,
+    )
+
+
+@pytest.fixture
+def provider(settings: Settings) -> Iterator[Provider]:
+    provider = open_provider(settings)
+    yield provider
+    provider.engine.dispose()
 
 
 @dataclass
@@ -124,6 +261,10 @@ class LiveServer:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    def settings(self) -> Settings:
+        """The server's settings, to open its database from the test."""
+        return Settings.load(self.env)
 
 
 def server_env(var_dir: Path, **extra: str) -> dict[str, str]:
@@ -184,8 +325,8 @@ def stop_server(server: LiveServer) -> None:
 
 
 @pytest.fixture
-def live_server(tmp_path: Path) -> Iterator[LiveServer]:
-    """A fresh ``oauth-tai serve`` process with its own SQLite database."""
-    server = start_server(tmp_path / "var")
+def live_server(tmp_path: Path, database_url: str) -> Iterator[LiveServer]:
+    """A fresh ``oauth-tai serve`` process with its own empty database."""
+    server = start_server(tmp_path / "var", **database_env(database_url))
     yield server
     stop_server(server)

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import subprocess
 from pathlib import Path
 
-from tests.conftest import run_cli, server_env, start_server, stop_server
+from oauth_tai.settings import Settings
+from tests.conftest import (
+    database_env,
+    run_cli,
+    server_env,
+    start_server,
+    stop_server,
+)
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
@@ -27,9 +35,9 @@ def _sample_export_keys() -> list[str]:
     return [pair.split("=")[0] for pair in sample.group(1).split()[1:]]
 
 
-def test_walkthrough_runs_as_written(tmp_path: Path) -> None:
+def test_walkthrough_runs_as_written(tmp_path: Path, database_url: str) -> None:
     """Every bash block of the walkthrough, in order, with the demo's line."""
-    server = start_server(tmp_path / "var")
+    server = start_server(tmp_path / "var", **database_env(database_url))
     try:
         demo = run_cli(server.env, "demo", "--base-url", server.base, "--json")
         assert demo.returncode == 0, demo.stderr
@@ -58,9 +66,9 @@ def test_walkthrough_runs_as_written(tmp_path: Path) -> None:
     assert out.rstrip().endswith("HTTP/1.1 401 Unauthorized")
 
 
-def test_demo_is_created_once(tmp_path: Path) -> None:
+def test_demo_is_created_once(tmp_path: Path, database_url: str) -> None:
     """A second `oauth-tai demo` creates nothing and shows no credentials."""
-    env = server_env(tmp_path / "var")
+    env = server_env(tmp_path / "var", **database_env(database_url))
     first = run_cli(env, "demo")
     second = run_cli(env, "demo")
 
@@ -68,3 +76,11 @@ def test_demo_is_created_once(tmp_path: Path) -> None:
     assert "CLIENT_SECRET=" in first.stdout
     assert "CLIENT_SECRET" not in second.stdout
     assert "set up already" in second.stdout
+
+
+def test_every_setting_is_documented() -> None:
+    """The settings table names every field of Settings, and nothing else."""
+    text = README.read_text()
+    documented = set(re.findall(r"^\| `(OAUTH_TAI_[A-Z_]+)` \|", text, re.MULTILINE))
+    fields = {"OAUTH_TAI_" + f.name.upper() for f in dataclasses.fields(Settings)}
+    assert documented == fields

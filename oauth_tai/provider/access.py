@@ -19,7 +19,6 @@ from werkzeug.routing import Rule
 from werkzeug.utils import redirect
 from werkzeug.wrappers import Request, Response
 
-from oauth_tai.provider.sessions import SESSION_COOKIE
 from oauth_tai.provider.store import GrantInfo
 
 if TYPE_CHECKING:
@@ -67,12 +66,12 @@ class ApplicationAccess:
     # -- the page ------------------------------------------------------------
 
     def on_page(self, request: Request) -> Response:
-        session_id = request.cookies.get(SESSION_COOKIE, "")
-        username = self.app.sessions.user(session_id)
-        if username is None:
+        session = self.app.current_session(request)
+        if session is None:
             login = f"{self.app.login_path}?{urlencode({'next': PAGE_PATH})}"
             return redirect(login, code=303)
 
+        username, session_id = session
         grants = self.app.server.validator.store.grants_of(username)
         revoked = request.args.get("revoked")
         revoked_name = None
@@ -90,17 +89,16 @@ class ApplicationAccess:
         )
 
     def on_page_revoke(self, request: Request) -> Response:
-        session_id = request.cookies.get(SESSION_COOKIE, "")
-        username = self.app.sessions.user(session_id)
-        if username is None:
+        session = self.app.current_session(request)
+        if session is None:
             return redirect(PAGE_PATH, code=303)
 
+        username, session_id = session
         if not self.app.sessions.check_csrf(session_id, request.form.get("csrf_token")):
             return self.app.page(
                 "error.html",
                 status=400,
-                error="invalid_request",
-                description="The form expired. Go back and try again.",
+                error="form_expired",
             )
 
         client_id = request.form.get("client_id", "")
@@ -133,7 +131,9 @@ class ApplicationAccess:
                 status=404,
                 mimetype="application/json",
             )
-        return Response(status=204)
+        gone = Response(status=204)
+        del gone.headers["Content-Type"]
+        return gone
 
     def _revoke(self, username: str, client_id: str) -> bool:
         store = self.app.server.validator.store
@@ -145,9 +145,9 @@ class ApplicationAccess:
     def _api_user(self, request: Request) -> str | None:
         # A cross-site page cannot send DELETE with the user's cookie
         # without a CORS preflight, which this API never answers.
-        session_user = self.app.sessions.user(request.cookies.get(SESSION_COOKIE))
-        if session_user is not None:
-            return session_user
+        session = self.app.current_session(request)
+        if session is not None:
+            return session[0]
 
         header = request.headers.get("Authorization", "")
         scheme, _, value = header.partition(" ")

@@ -8,7 +8,15 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode, urlsplit
 
-from jinja2 import Environment, PackageLoader, select_autoescape
+from jinja2 import (
+    BaseLoader,
+    ChoiceLoader,
+    Environment,
+    FileSystemLoader,
+    PackageLoader,
+    PrefixLoader,
+    select_autoescape,
+)
 from oauthlib.oauth2 import AccessDeniedError, FatalClientError, OAuth2Error
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from werkzeug.routing import Map, Rule
@@ -39,6 +47,10 @@ AUTHORIZE_PARAMS = (
     "code_challenge",
     "code_challenge_method",
 )
+
+# Where a handler leaves a session it created for an upstream user, so the
+# cookie is set on whatever response it returns.
+_NEW_SESSION = "oauth_tai.new_session"
 
 PAGE_HEADERS = {
     # Consent must not be clickjacked: no page of ours may be framed.
@@ -72,12 +84,17 @@ class ProviderApp:
         context_root: str = "/oauth2",
         provider_name: str = "connectionsProvider",
         public_url: str = "",
+        trust_remote_user: bool = False,
+        trusted_user_header: str = "",
+        template_dir: str = "",
     ) -> None:
         self.server = server
         self.registry = registry
         self.users = users
         self.sessions = sessions
         self.public_url = public_url.rstrip("/")
+        self.trust_remote_user = trust_remote_user
+        self.trusted_user_header = trusted_user_header
         self.endpoint_path = f"{context_root}/endpoint/{provider_name}"
         self.login_path = f"{context_root}/login"
         self.metadata_path = (
@@ -105,10 +122,7 @@ class ProviderApp:
             ],
             strict_slashes=False,
         )
-        self.templates = Environment(
-            loader=PackageLoader("oauth_tai.provider", "templates"),
-            autoescape=select_autoescape(default=True),
-        )
+        self.templates = _templates(template_dir)
         self.handlers: dict[str, Callable[..., Response]] = {
             rule.endpoint: getattr(self, f"on_{rule.endpoint}")
             for rule in self.url_map.iter_rules()
@@ -130,6 +144,9 @@ class ProviderApp:
         try:
             endpoint, args = adapter.match()
             response = self.handlers[endpoint](request, **args)
+            new_session = request.environ.get(_NEW_SESSION)
+            if new_session:
+                self.set_cookie(request, response, SESSION_COOKIE, new_session, "/")
         except (NotFound, MethodNotAllowed) as exc:
             response = _json_error(exc.code or 404, exc.name.lower().replace(" ", "_"))
             if isinstance(exc, MethodNotAllowed) and exc.valid_methods:
@@ -199,20 +216,23 @@ class ProviderApp:
         except FatalClientError as exc:
             # RFC 6749 §4.1.2.1: with a bad client or redirect URI the user
             # must not be sent anywhere.
-            return self.page(
-                "error.html", status=400, error=exc.error, description=exc.description
-            )
+            return self.page("error.html", status=400, error=exc.error)
         except OAuth2Error as exc:
             return redirect(exc.in_uri(exc.redirect_uri or ""), code=303)
 
-        session_id = request.cookies.get(SESSION_COOKIE)
-        username = self.sessions.user(session_id)
-        if username is None or session_id is None:
+        session = self.current_session(request)
+        if session is None:
             target = request.path + "?" + urlencode(oauth_params)
             login = f"{self.login_path}?{urlencode({'next': target})}"
             return redirect(login, code=303)
 
+        username, session_id = session
         consumer = self.registry.get(credentials["client_id"])
+        if consumer.auto_authorize:
+            # An administrator marked this consumer trusted, as Connections'
+            # auto-authorize list does: no consent page.
+            return self._grant(uri, username, consumer.client_id, scopes, credentials)
+
         if request.method == "GET":
             return self.page(
                 "consent.html",
@@ -228,8 +248,7 @@ class ProviderApp:
             return self.page(
                 "error.html",
                 status=400,
-                error="invalid_request",
-                description="The form expired. Go back and try again.",
+                error="form_expired",
             )
 
         if request.form.get("decision") != "authorize":
@@ -237,11 +256,19 @@ class ProviderApp:
             denied = AccessDeniedError(state=credentials.get("state"))
             return redirect(denied.in_uri(credentials["redirect_uri"]), code=303)
 
+        return self._grant(uri, username, consumer.client_id, scopes, credentials)
+
+    def _grant(
+        self,
+        uri: str,
+        username: str,
+        client_id: str,
+        scopes: list[str],
+        credentials: dict[str, Any],
+    ) -> Response:
         scope = " ".join(scopes) or DEFAULT_SCOPE
-        grant_id = self.server.validator.store.consent(
-            username, consumer.client_id, scope
-        )
-        logger.info("%s authorized %s", username, consumer.client_id)
+        grant_id = self.server.validator.store.consent(username, client_id, scope)
+        logger.info("%s authorized %s", username, client_id)
         headers, _body_text, status = self.server.create_authorization_response(
             uri,
             "GET",
@@ -252,6 +279,36 @@ class ProviderApp:
         )
         return Response(status=303 if status == 302 else status, headers=headers)
 
+    def current_session(self, request: Request) -> tuple[str, str] | None:
+        """Return the logged-in user and their session id, if there is one.
+
+        A user authenticated upstream (a trusted ``REMOTE_USER`` or proxy
+        header) gets a session on first sight, so consent forms can be
+        bound to it like any other.
+        """
+        session_id = request.cookies.get(SESSION_COOKIE, "")
+        username = self.sessions.user(session_id)
+        upstream = self._upstream_user(request)
+        if upstream is None or upstream == username:
+            return None if username is None else (username, session_id)
+
+        session_id = self.sessions.create(upstream)
+        request.environ[_NEW_SESSION] = session_id
+        return upstream, session_id
+
+    def _upstream_user(self, request: Request) -> str | None:
+        if self.trust_remote_user:
+            user = request.environ.get("REMOTE_USER")
+            if isinstance(user, str) and user:
+                return user
+
+        if self.trusted_user_header:
+            user = request.headers.get(self.trusted_user_header, "").strip()
+            if user:
+                return user
+
+        return None
+
     def on_login(self, request: Request) -> Response:
         target = _local_target(request.values.get("next", ""))
         if request.method == "GET":
@@ -259,7 +316,7 @@ class ProviderApp:
             response = self.page(
                 "login.html",
                 next=target,
-                error=None,
+                failed=False,
                 csrf_token=self.sessions.csrf_token(nonce),
                 action=self.login_path,
             )
@@ -278,7 +335,7 @@ class ProviderApp:
                 "login.html",
                 status=401,
                 next=target,
-                error="The user name or password is not right.",
+                failed=True,
                 csrf_token=self.sessions.csrf_token(nonce),
                 action=self.login_path,
             )
@@ -328,11 +385,28 @@ class ProviderApp:
         )
 
 
+def _templates(template_dir: str) -> Environment:
+    # An operator's folder comes first; the built-in pages stay reachable as
+    # "oauth_tai/<name>" so an override can extend the original.
+    builtin = PackageLoader("oauth_tai.provider", "templates")
+    loaders: list[BaseLoader] = [builtin]
+    if template_dir:
+        loaders.insert(0, FileSystemLoader(template_dir))
+    loaders.append(PrefixLoader({"oauth_tai": builtin}))
+    return Environment(
+        loader=ChoiceLoader(loaders), autoescape=select_autoescape(default=True)
+    )
+
+
 def _local_target(target: str) -> str:
     # Only a path on this server: an absolute or scheme-relative URL here
     # would make the login form an open redirector.
+    # Browsers read "//host", "/\\host" and paths with control characters
+    # as other sites, so only a plain absolute path passes.
     parts = urlsplit(target)
     if parts.scheme or parts.netloc or not target.startswith("/"):
+        return "/"
+    if target.startswith(("//", "/\\")) or any(ch < " " for ch in target):
         return "/"
     return target
 

@@ -41,17 +41,24 @@ class ClientRegistry:
     """Add, find, change and remove consumers.
 
     :param engine: the database.
-    :param on_remove: called with a consumer id after it was deleted, so
-        that its tokens can be evicted from every cache.
+    :param on_revoke_all: called with a consumer id when it is deleted or
+        disabled, to end every grant and token it holds.
     """
 
     def __init__(
-        self, engine: Engine, on_remove: Callable[[str], object] | None = None
+        self, engine: Engine, on_revoke_all: Callable[[str], object] | None = None
     ) -> None:
         self.engine = engine
-        self.on_remove = on_remove
+        self.on_revoke_all = on_revoke_all
 
-    def add(self, client_id: str, name: str, redirect_uri: str) -> tuple[Consumer, str]:
+    def add(
+        self,
+        client_id: str,
+        name: str,
+        redirect_uri: str,
+        *,
+        auto_authorize: bool = False,
+    ) -> tuple[Consumer, str]:
         """Register a consumer; return it and its secret, shown only now.
 
         Raises :class:`InvalidValue` for a bad id, name or redirect URI and
@@ -67,7 +74,7 @@ class ClientRegistry:
             "secret_hash": hash_secret(secret),
             "redirect_uri": redirect_uri,
             "enabled": True,
-            "auto_authorize": False,
+            "auto_authorize": auto_authorize,
             "created_at": int(time.time()),
         }
         try:
@@ -113,9 +120,19 @@ class ClientRegistry:
         *,
         name: str | None = None,
         redirect_uri: str | None = None,
+        enabled: bool | None = None,
+        auto_authorize: bool | None = None,
     ) -> Consumer:
-        """Change a consumer's name or redirect URI; raise if it is unknown."""
+        """Change a consumer; raise :class:`NotFound` if it is unknown.
+
+        Disabling a consumer ends every grant and token it holds; enabling
+        it again restores none of them.
+        """
         changes: dict[str, object] = {}
+        if enabled is not None:
+            changes["enabled"] = enabled
+        if auto_authorize is not None:
+            changes["auto_authorize"] = auto_authorize
         if name is not None:
             _check_name(name)
             changes["name"] = name
@@ -125,6 +142,9 @@ class ClientRegistry:
 
         if changes:
             self._update(client_id, changes)
+
+        if enabled is False and self.on_revoke_all is not None:
+            self.on_revoke_all(client_id)
 
         return self.get(client_id)
 
@@ -137,8 +157,8 @@ class ClientRegistry:
     def delete(self, client_id: str) -> None:
         """Remove the consumer with its grants and tokens."""
         self.get(client_id)
-        if self.on_remove is not None:
-            self.on_remove(client_id)
+        if self.on_revoke_all is not None:
+            self.on_revoke_all(client_id)
 
         with self.engine.begin() as conn:
             result = conn.execute(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from oauthlib.common import Request
@@ -10,6 +11,7 @@ from oauthlib.oauth2 import (
     AuthorizationEndpoint,
     BearerToken,
     IntrospectEndpoint,
+    InvalidRequestError,
     RefreshTokenGrant,
     RevocationEndpoint,
     TokenEndpoint,
@@ -21,11 +23,31 @@ from oauthlib.oauth2.rfc6749.grant_types.authorization_code import (
 from oauth_tai.provider.hashing import new_secret
 from oauth_tai.provider.validator import ProviderValidator
 
+# RFC 7636 §4.2: BASE64URL(SHA-256(verifier)) without padding.
+_S256_CHALLENGE = re.compile(r"[A-Za-z0-9_-]{43}")
+
 
 class _S256CodeGrant(AuthorizationCodeGrant):
     # RFC 9700 §2.1.1: "plain" PKCE protects nothing once the authorization
     # request leaks, so only S256 is offered.
     _code_challenge_methods = {"S256": code_challenge_method_s256}
+
+    def validate_authorization_request(
+        self, request: Request
+    ) -> tuple[list[str], dict[str, Any]]:
+        scopes, info = super().validate_authorization_request(request)
+
+        # Refused here rather than stored: no verifier could match it, and
+        # a database with a length limit would fail on it.
+        challenge = request.code_challenge
+        if challenge is not None and not _S256_CHALLENGE.fullmatch(challenge):
+            raise InvalidRequestError(
+                description="code_challenge must be an S256 challenge "
+                "(43 base64url characters)",
+                request=request,
+            )
+
+        return scopes, info
 
 
 class ProviderServer(

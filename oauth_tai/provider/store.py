@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, func, insert, select, update
+from sqlalchemy import Connection, Engine, and_, func, insert, select, text, update
 
 from oauth_tai.database import codes, consumers, grants, revocations, tokens
 from oauth_tai.provider.hashing import token_hash
@@ -487,6 +487,7 @@ class TokenStore:
         ]
         conn.execute(update(tokens).where(live).values(revoked_at=now))
         if digests:
+            _lock_revocation_feed(conn)
             conn.execute(
                 insert(revocations),
                 [{"token_hash": d.hex(), "revoked_at": now} for d in digests],
@@ -497,3 +498,16 @@ class TokenStore:
         digests = list(digests)
         if digests and self.on_revoke is not None:
             self.on_revoke(digests)
+
+
+def _lock_revocation_feed(conn: Connection) -> None:
+    """Make revocations commit in the order of their ids, until ``conn`` ends.
+
+    Followers read the feed by id. PostgreSQL numbers a row when it is
+    inserted but shows it at commit: without this lock a revocation could
+    commit after one with a higher id that a follower has read already, and
+    never be seen. Inserts wait for each other here; reads do not. SQLite
+    has one writer at a time anyway.
+    """
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("LOCK TABLE revocations IN SHARE ROW EXCLUSIVE MODE"))

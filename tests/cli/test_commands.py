@@ -3,21 +3,22 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
+from oauth_tai.database import consumers
 from oauth_tai.settings import Settings
 from oauth_tai.system import open_provider
-from tests.conftest import run_cli, server_env
+from tests.conftest import database_env, run_cli, server_env
 
 REDIRECT = "https://app.example/callback"
 
 
 @pytest.fixture
-def env(tmp_path: Path) -> dict[str, str]:
-    return server_env(tmp_path / "var")
+def env(tmp_path: Path, database_url: str) -> dict[str, str]:
+    return server_env(tmp_path / "var", **database_env(database_url))
 
 
 def _cli(env: dict[str, str], *args: str, input: str | None = None) -> str:
@@ -55,9 +56,10 @@ def test_add_shows_the_secret_once_and_stores_a_hash(env: dict[str, str]) -> Non
     shown = _cli(env, "clients", "show", "app1") + _cli(env, "clients", "list")
     assert secret not in shown and "secret" not in shown
 
-    database = Path(env["OAUTH_TAI_VAR_DIR"]) / "oauth-tai.db"
-    with sqlite3.connect(database) as conn:
-        (stored,) = conn.execute("SELECT secret_hash FROM consumers").fetchone()
+    engine = open_provider(Settings.load(env)).engine
+    with engine.connect() as conn:
+        stored = conn.execute(select(consumers.c.secret_hash)).scalar_one()
+    engine.dispose()
     assert secret not in stored and stored.startswith("scrypt$")
 
 
@@ -164,7 +166,7 @@ def test_reset_secret_retires_the_old_one(env: dict[str, str]) -> None:
         "client_secret"
     ]
 
-    registry = open_provider(Settings(var_dir=env["OAUTH_TAI_VAR_DIR"])).registry
+    registry = open_provider(Settings.load(env)).registry
     assert new != old
     assert registry.authenticate("app", old) is None
     assert registry.authenticate("app", new) is not None
@@ -172,7 +174,7 @@ def test_reset_secret_retires_the_old_one(env: dict[str, str]) -> None:
 
 def test_delete_revokes_the_consumers_tokens(env: dict[str, str]) -> None:
     _cli(env, "clients", "add", "app", "--name", "A", "--redirect-uri", REDIRECT)
-    provider = open_provider(Settings(var_dir=env["OAUTH_TAI_VAR_DIR"]))
+    provider = open_provider(Settings.load(env))
     provider.users.add("carol", "correct horse")
     grant = provider.store.consent("carol", "app", "connections")
     provider.store.issue(grant, "access-token-value", "refresh-token-value", 3600)
@@ -188,7 +190,7 @@ def test_users_add_list_delete(env: dict[str, str]) -> None:
     _cli(env, "users", "add", "dave", "--password-stdin", input="s3cret-pass\n")
     assert _cli(env, "users", "list").split() == ["dave"]
 
-    provider = open_provider(Settings(var_dir=env["OAUTH_TAI_VAR_DIR"]))
+    provider = open_provider(Settings.load(env))
     assert provider.users.authenticate("dave", "s3cret-pass")
     assert not provider.users.authenticate("dave", "wrong-pass")
 
@@ -211,7 +213,7 @@ def test_users_add_refuses_a_missing_or_short_password(env: dict[str, str]) -> N
 
 def test_tokens_purge_deletes_only_expired_rows(env: dict[str, str]) -> None:
     _cli(env, "clients", "add", "app", "--name", "A", "--redirect-uri", REDIRECT)
-    provider = open_provider(Settings(var_dir=env["OAUTH_TAI_VAR_DIR"]))
+    provider = open_provider(Settings.load(env))
     grant = provider.store.consent("frank", "app", "connections")
     provider.store.issue(grant, "live-token", None, 3600)
     provider.store.issue(grant, "dead-token", None, -10)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from oauth_tai.bearer import (
+    InsufficientScope,
     InvalidRequest,
     InvalidToken,
     MissingToken,
@@ -116,9 +117,11 @@ def test_challenge_drops_control_characters() -> None:
 
 def test_challenge_carries_scope() -> None:
     """A scope, when given, is the last parameter of the challenge."""
-    challenge = InvalidToken().challenge("api", scope="connections")
+    challenge = InsufficientScope(scope="connections").challenge("api")
 
-    assert challenge == 'Bearer realm="api", error="invalid_token", scope="connections"'
+    assert challenge == (
+        'Bearer realm="api", error="insufficient_scope", scope="connections"'
+    )
 
 
 def test_refusals_have_their_status() -> None:

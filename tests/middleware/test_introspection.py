@@ -18,7 +18,6 @@ from oauth_tai.cache import TokenCache
 from oauth_tai.errors import ProviderUnavailable
 from oauth_tai.middleware import TrustAssociationMiddleware
 from oauth_tai.provider.store import TokenStore
-from oauth_tai.settings import Settings
 from oauth_tai.system import Provider, open_provider
 from oauth_tai.validators.introspection import IntrospectionClient
 
@@ -76,7 +75,7 @@ def remote(live_server: LiveServer) -> Iterator[Remote]:
     client_secret = json.loads(added.stdout)["client_secret"]
 
     # The server's own database, opened from here as a second process would.
-    provider = open_provider(Settings(var_dir=live_server.env["OAUTH_TAI_VAR_DIR"]))
+    provider = open_provider(live_server.settings())
     provider.users.add(USER, "alice-password")
     grant_id = provider.store.consent(USER, CLIENT_ID, "connections")
     token = secrets.token_urlsafe(32)
