@@ -220,7 +220,12 @@ def open_database(url: str) -> Engine:
     oauth-tai has upgraded.
     """
     engine = connect_database(url)
-    upgrade(engine)
+    try:
+        upgrade(engine)
+    except BaseException:
+        engine.dispose()
+        raise
+
     return engine
 
 

@@ -16,7 +16,11 @@ the schema, change the table there and append a step here::
     def _add_logo(conn: Connection) -> None:
         conn.execute(text("ALTER TABLE consumers ADD COLUMN logo_url TEXT"))
 
-    MIGRATIONS = (*MIGRATIONS, Migration(3, "consumers.logo_url", _add_logo))
+    MIGRATIONS = (
+        Migration(1, "the initial schema", _initial_schema),
+        Migration(2, "timestamps in 64 bits", _widen_timestamps),
+        Migration(3, "consumers.logo_url", _add_logo),
+    )
 """
 
 from __future__ import annotations

@@ -7,8 +7,6 @@ the user's name and password over HTTP Basic.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import logging
 from datetime import UTC, datetime
@@ -19,6 +17,7 @@ from werkzeug.routing import Rule
 from werkzeug.utils import redirect
 from werkzeug.wrappers import Request, Response
 
+from oauth_tai.provider.basic import parse_basic
 from oauth_tai.provider.store import GrantInfo
 
 if TYPE_CHECKING:
@@ -149,20 +148,12 @@ class ApplicationAccess:
         if session is not None:
             return session[0]
 
-        header = request.headers.get("Authorization", "")
-        scheme, _, value = header.partition(" ")
-        if scheme.lower() != "basic":
+        credentials = parse_basic(request.headers.get("Authorization", ""))
+        if credentials is None:
             return None
 
-        try:
-            decoded = base64.b64decode(value.strip(), validate=True).decode()
-        except (binascii.Error, UnicodeDecodeError):
-            return None
-
-        username, colon, password = decoded.partition(":")
-        if not colon or not self.app.users.authenticate(username, password):
-            return None
-        return username
+        username, password = credentials
+        return username if self.app.users.authenticate(username, password) else None
 
 
 def _grant_row(grant: GrantInfo) -> dict[str, str]:

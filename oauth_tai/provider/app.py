@@ -24,10 +24,10 @@ from werkzeug.utils import redirect
 from werkzeug.wrappers import Request, Response
 
 from oauth_tai.provider.access import ApplicationAccess
-from oauth_tai.provider.hashing import new_secret
+from oauth_tai.provider.login import LoginPages
 from oauth_tai.provider.registry import ClientRegistry
 from oauth_tai.provider.server import ProviderServer
-from oauth_tai.provider.sessions import LOGIN_COOKIE, SESSION_COOKIE, SessionStore
+from oauth_tai.provider.sessions import SESSION_COOKIE, SessionStore
 from oauth_tai.provider.users import UserDirectory
 from oauth_tai.provider.validator import DEFAULT_SCOPE, SCOPES
 
@@ -116,8 +116,6 @@ class ProviderApp:
                 Rule(
                     f"{self.endpoint_path}/revoke", endpoint="revoke", methods=["POST"]
                 ),
-                Rule(self.login_path, endpoint="login", methods=["GET", "POST"]),
-                Rule(f"{context_root}/logout", endpoint="logout", methods=["POST"]),
                 Rule(self.metadata_path, endpoint="metadata", methods=["GET"]),
             ],
             strict_slashes=False,
@@ -127,8 +125,13 @@ class ProviderApp:
             rule.endpoint: getattr(self, f"on_{rule.endpoint}")
             for rule in self.url_map.iter_rules()
         }
-        access = ApplicationAccess(self, f"{context_root}/authzMgmt/{provider_name}")
-        for rule, handler in access.routes():
+        routes = [
+            *LoginPages(self, f"{context_root}/logout").routes(),
+            *ApplicationAccess(
+                self, f"{context_root}/authzMgmt/{provider_name}"
+            ).routes(),
+        ]
+        for rule, handler in routes:
             self.url_map.add(rule)
             self.handlers[str(rule.endpoint)] = handler
 
@@ -309,51 +312,6 @@ class ProviderApp:
 
         return None
 
-    def on_login(self, request: Request) -> Response:
-        target = _local_target(request.values.get("next", ""))
-        if request.method == "GET":
-            nonce = new_secret()
-            response = self.page(
-                "login.html",
-                next=target,
-                failed=False,
-                csrf_token=self.sessions.csrf_token(nonce),
-                action=self.login_path,
-            )
-            self.set_cookie(request, response, LOGIN_COOKIE, nonce, self.login_path)
-            return response
-
-        nonce = request.cookies.get(LOGIN_COOKIE, "")
-        if not self.sessions.check_csrf(nonce, request.form.get("csrf_token")):
-            return redirect(f"{self.login_path}?{urlencode({'next': target})}", 303)
-
-        username = request.form.get("username", "")
-        password = request.form.get("password", "")
-        if not self.users.authenticate(username, password):
-            logger.info("failed login for %r", username)
-            return self.page(
-                "login.html",
-                status=401,
-                next=target,
-                failed=True,
-                csrf_token=self.sessions.csrf_token(nonce),
-                action=self.login_path,
-            )
-
-        response = redirect(target, code=303)
-        session_id = self.sessions.create(username)
-        self.set_cookie(request, response, SESSION_COOKIE, session_id, "/")
-        response.delete_cookie(LOGIN_COOKIE, path=self.login_path)
-        return response
-
-    def on_logout(self, request: Request) -> Response:
-        session_id = request.cookies.get(SESSION_COOKIE)
-        if session_id:
-            self.sessions.end(session_id)
-        response = redirect(self.login_path, code=303)
-        response.delete_cookie(SESSION_COOKIE, path="/")
-        return response
-
     # -- helpers -------------------------------------------------------------
 
     def page(self, name: str, status: int = 200, **context: Any) -> Response:
@@ -396,19 +354,6 @@ def _templates(template_dir: str) -> Environment:
     return Environment(
         loader=ChoiceLoader(loaders), autoescape=select_autoescape(default=True)
     )
-
-
-def _local_target(target: str) -> str:
-    # Only a path on this server: an absolute or scheme-relative URL here
-    # would make the login form an open redirector.
-    # Browsers read "//host", "/\\host" and paths with control characters
-    # as other sites, so only a plain absolute path passes.
-    parts = urlsplit(target)
-    if parts.scheme or parts.netloc or not target.startswith("/"):
-        return "/"
-    if target.startswith(("//", "/\\")) or any(ch < " " for ch in target):
-        return "/"
-    return target
 
 
 def _body(request: Request) -> str:

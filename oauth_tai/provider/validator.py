@@ -9,7 +9,6 @@ to oauthlib, so every refusal has the RFC 6749 error code and status.
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import hmac
 import logging
@@ -20,6 +19,7 @@ from oauthlib.common import Request
 from oauthlib.oauth2 import RequestValidator
 
 from oauth_tai.cache import LOG_HASH_CHARS
+from oauth_tai.provider.basic import parse_basic
 from oauth_tai.provider.hashing import token_hash
 from oauth_tai.provider.registry import ClientRegistry
 from oauth_tai.provider.store import TokenStore
@@ -327,23 +327,12 @@ def client_credentials(request: Request) -> tuple[str, str] | None:
     if in_body:
         return None
 
-    scheme, _, value = header.partition(" ")
-    if scheme.lower() != "basic":
+    pair = parse_basic(header)
+    if pair is None:
         return None
 
-    try:
-        decoded = base64.b64decode(value.strip(), validate=True).decode()
-    except (binascii.Error, UnicodeDecodeError):
-        return None
-
-    client_id, colon, secret = decoded.partition(":")
-    if not colon:
-        return None
-
-    client_id, secret = (
-        unquote(client_id.replace("+", " ")),
-        unquote(secret.replace("+", " ")),
-    )
+    # RFC 6749 §2.3.1: both halves are form-urlencoded before Basic.
+    client_id, secret = (unquote(half.replace("+", " ")) for half in pair)
     if request.client_id not in (None, client_id):
         return None
 

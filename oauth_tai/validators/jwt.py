@@ -266,7 +266,7 @@ class _KeySet:
         # Replaced whole, never mutated: readers without the lock see either
         # the old pair or the new one.
         self._current: tuple[dict[str | None, _Key], float] = ({}, -math.inf)
-        self._attempted_at = -math.inf
+        self._next_fetch = -math.inf
         self._failure: str | None = None
         self._lock = threading.Lock()
 
@@ -294,22 +294,30 @@ class _KeySet:
     def _find_locked(self, kid: str | None) -> _Key | None:
         now = self._clock()
         keys, fetched_at = self._current
-        if now - fetched_at < JWKS_MAX_AGE:
+        fresh = now - fetched_at < JWKS_MAX_AGE
+        if fresh:
             key = _pick(keys, kid)
             if key is not None:
                 return key
 
-        if now - self._attempted_at >= JWKS_REFETCH_INTERVAL:
-            self._attempted_at = now
+        if now >= self._next_fetch:
             try:
                 keys = self._fetch(self.url)
             except ProviderUnavailable as exc:
                 self._failure = exc.reason
-                logger.warning("cannot refresh the JWKS at %s: %s", self.url, exc)
+                self._next_fetch = now + JWKS_REFETCH_INTERVAL
+                logger.warning("cannot fetch the JWKS at %s: %s", self.url, exc)
             else:
                 self._current = (keys, now)
                 self._failure = None
-                return _pick(keys, kid)
+                key = _pick(keys, kid)
+                # A scheduled fetch that found its kid leaves the next
+                # unknown kid its one refetch; any other fetch spends it.
+                found_on_schedule = not fresh and key is not None
+                self._next_fetch = (
+                    now if found_on_schedule else (now + JWKS_REFETCH_INTERVAL)
+                )
+                return key
 
         if now - fetched_at >= JWKS_MAX_STALE:
             raise ProviderUnavailable(self._failure or "no JWKS fetched yet")

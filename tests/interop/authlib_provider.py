@@ -132,6 +132,7 @@ class AuthlibProvider:
         self.signing_key: Key = RSAKey.generate_key(2048, parameters=_kid())
         self.published: list[Key] = [self.signing_key]
         self.jwks_requests = 0
+        self.jwks_status = 200
         self._lock = threading.Lock()
         self._httpd = make_server("127.0.0.1", 0, self._wsgi, threaded=True)
         self.issuer = f"http://127.0.0.1:{self._httpd.server_port}"
@@ -226,6 +227,11 @@ class AuthlibProvider:
                 self.published = [*self.published, key]
         return key
 
+    def withdraw(self, key: Key) -> None:
+        """Take a key out of the JWKS."""
+        with self._lock:
+            self.published = [k for k in self.published if k.kid != key.kid]
+
     def rotate(self) -> Key:
         """Publish a new RSA key and sign new tokens with it."""
         self.signing_key = self.new_key(publish=True)
@@ -302,7 +308,9 @@ class AuthlibProvider:
             def get_jwks(self) -> KeySet:
                 return KeySet.import_key_set(provider.jwks())
 
-            def check_permission(self, token: Any, client: Client, request: Any) -> bool:
+            def check_permission(
+                self, token: Any, client: Client, request: Any
+            ) -> bool:
                 return bool(client.client_id == RESOURCE_SERVER_ID)
 
             def get_username(self, user_id: str) -> str | None:
@@ -316,7 +324,9 @@ class AuthlibProvider:
             def query_token(self, token: str, hint: str | None) -> None:
                 return None
 
-            def check_permission(self, token: Any, client: Client, request: Any) -> bool:
+            def check_permission(
+                self, token: Any, client: Client, request: Any
+            ) -> bool:
                 return bool(client.client_id == RESOURCE_SERVER_ID)
 
         server = Server()
@@ -335,7 +345,9 @@ class AuthlibProvider:
             with self._lock:
                 self.jwks_requests += 1
             response = Response(
-                json.dumps(self.jwks()), content_type="application/json"
+                json.dumps(self.jwks()),
+                status=self.jwks_status,
+                content_type="application/json",
             )
         elif request.path == "/token" and request.method == "POST":
             response = self._server.create_token_response(request)

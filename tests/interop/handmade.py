@@ -22,7 +22,9 @@ def b64url(data: bytes) -> str:
 
 
 def signing_input(header: dict[str, Any], claims: dict[str, Any]) -> str:
-    return b64url(json.dumps(header).encode()) + "." + b64url(json.dumps(claims).encode())
+    return (
+        b64url(json.dumps(header).encode()) + "." + b64url(json.dumps(claims).encode())
+    )
 
 
 def unsigned(header: dict[str, Any], claims: dict[str, Any]) -> str:
