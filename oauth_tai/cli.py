@@ -61,6 +61,34 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8080)
     serve.set_defaults(run=_serve)
 
+    gateway = commands.add_parser(
+        "gateway",
+        help="answer nginx auth_request and Traefik ForwardAuth at /auth, "
+        "or proxy to --upstream",
+    )
+    gateway.add_argument("--host", default="127.0.0.1")
+    gateway.add_argument("--port", type=int, default=8081)
+    gateway.add_argument("--upstream", metavar="URL", help="be a reverse proxy to URL")
+    gateway.add_argument(
+        "--hide-token",
+        action="store_true",
+        help="drop bearer Authorization headers before the upstream",
+    )
+    gateway.add_argument(
+        "--prefix",
+        action="append",
+        default=[],
+        help="paths under PREFIX need a token (repeatable; default /)",
+    )
+    gateway.add_argument(
+        "--exclude",
+        action="append",
+        default=[],
+        metavar="PREFIX",
+        help="paths under PREFIX never need one (repeatable)",
+    )
+    gateway.set_defaults(run=_gateway)
+
     demo = commands.add_parser(
         "demo",
         parents=[common],
@@ -193,6 +221,24 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     from oauth_tai.serving import serve
 
     serve(settings, args.host, args.port)
+    return 0
+
+
+def _gateway(args: argparse.Namespace, settings: Settings) -> int:
+    from oauth_tai.gateway.serving import gateway_policy, serve_gateway
+
+    for prefix in [*args.prefix, *args.exclude]:
+        if not prefix.startswith("/"):
+            raise CommandError(f"a path prefix starts with /, unlike {prefix!r}")
+
+    serve_gateway(
+        settings,
+        args.host,
+        args.port,
+        gateway_policy(args.prefix, args.exclude),
+        upstream=args.upstream,
+        hide_token=args.hide_token,
+    )
     return 0
 
 

@@ -118,6 +118,26 @@ class Settings:
         default="",
         metadata=_doc("Folder of page templates that override the built-in ones."),
     )
+    gateway_user_header: str = field(
+        default="X-Auth-User",
+        metadata=_doc("Header the gateway names the user in; absent for none."),
+    )
+    gateway_consumer_header: str = field(
+        default="X-Auth-Consumer",
+        metadata=_doc("Header the gateway names the consumer's id in."),
+    )
+    gateway_consumer_name_header: str = field(
+        default="X-Auth-Consumer-Name",
+        metadata=_doc("Header the gateway names the consumer's name in."),
+    )
+    gateway_scope_header: str = field(
+        default="X-Auth-Scope",
+        metadata=_doc("Header the gateway lists the token's scopes in."),
+    )
+    gateway_hide_token: bool = field(
+        default=False,
+        metadata=_doc("Drop a bearer Authorization header before the upstream."),
+    )
 
     def __repr__(self) -> str:
         # A settings object ends up in tracebacks and debug output: keep the

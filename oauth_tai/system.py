@@ -73,8 +73,12 @@ def build_cache(settings: Settings) -> TokenCache:
     )
 
 
-def build_validator(settings: Settings, provider: Provider) -> TokenValidator:
-    """The provider's own store, or the remote provider the settings name."""
+def build_validator(settings: Settings, provider: Provider | None) -> TokenValidator:
+    """The provider's own store, or the remote provider the settings name.
+
+    ``provider`` may be ``None`` when the settings name a remote provider;
+    without one, it raises :class:`ConfigurationError`.
+    """
     if settings.jwks_url:
         return build_jwt_validator(settings)
     if settings.introspection_url:
@@ -84,6 +88,8 @@ def build_validator(settings: Settings, provider: Provider) -> TokenValidator:
             settings.introspection_client_secret,
             timeout=settings.introspection_timeout,
         )
+    if provider is None:
+        raise ConfigurationError("no local token store and no remote provider set")
     return provider.store
 
 

@@ -57,13 +57,13 @@ CONSUMER_NAME = "Photo Sharing"
 USERNAME = "alice"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def playwright() -> Iterator[Playwright]:
     with sync_playwright() as driver:
         yield driver
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser(playwright: Playwright) -> Iterator[Browser]:
     """Headless Chromium, shared by the browser tests."""
     if not os.access(CHROMIUM, os.X_OK):

@@ -46,7 +46,7 @@ SCOPES = "files.read files.write"
 Key = RSAKey | ECKey | OKPKey
 
 
-class Client(ClientMixin):  # type: ignore[misc]
+class Client(ClientMixin):
     """A consumer or resource server registered at the Authlib provider."""
 
     def __init__(self, client_id: str, secret: str, name: str) -> None:
@@ -81,7 +81,7 @@ class User:
         return self.user_id
 
 
-class _Payload(OAuth2Payload):  # type: ignore[misc]
+class _Payload(OAuth2Payload):
     def __init__(self, request: Request) -> None:
         self._request = request
 
@@ -97,7 +97,7 @@ class _Payload(OAuth2Payload):  # type: ignore[misc]
         return values
 
 
-class _Request(OAuth2Request):  # type: ignore[misc]
+class _Request(OAuth2Request):
     """Authlib's view of a werkzeug request."""
 
     def __init__(self, request: Request) -> None:
@@ -133,19 +133,27 @@ class AuthlibProvider:
         self.published: list[Key] = [self.signing_key]
         self.jwks_requests = 0
         self.jwks_status = 200
+        self._stopped = False
         self._lock = threading.Lock()
         self._httpd = make_server("127.0.0.1", 0, self._wsgi, threaded=True)
         self.issuer = f"http://127.0.0.1:{self._httpd.server_port}"
         self.jwks_url = self.issuer + "/jwks"
         self.introspection_url = self.issuer + "/introspect"
         self._server = self._authorization_server()
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        # A short poll keeps stop() quick; it is only how often shutdown is seen.
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, args=(0.05,), daemon=True
+        )
 
     def start(self) -> None:
         self._thread.start()
 
     def stop(self) -> None:
-        """Stop answering and close the listening socket."""
+        """Stop answering and close the listening socket; again does nothing."""
+        if self._stopped:
+            return
+
+        self._stopped = True
         self._httpd.shutdown()
         self._httpd.server_close()
         self._thread.join(timeout=10)
@@ -258,7 +266,7 @@ class AuthlibProvider:
     def _authorization_server(self) -> AuthorizationServer:
         provider = self
 
-        class Server(AuthorizationServer):  # type: ignore[misc]
+        class Server(AuthorizationServer):
             def query_client(self, client_id: str) -> Client | None:
                 return provider.clients.get(client_id)
 
@@ -282,14 +290,14 @@ class AuthlibProvider:
             def send_signal(self, name: str, *args: Any, **kwargs: Any) -> None:
                 pass
 
-        class PasswordGrant(ResourceOwnerPasswordCredentialsGrant):  # type: ignore[misc]
+        class PasswordGrant(ResourceOwnerPasswordCredentialsGrant):
             def authenticate_user(self, username: str, password: str) -> User | None:
                 user = provider.users.get(username)
                 if user is None or not secrets.compare_digest(password, user.password):
                     return None
                 return user
 
-        class Generator(JWTBearerTokenGenerator):  # type: ignore[misc]
+        class Generator(JWTBearerTokenGenerator):
             def get_jwks(self) -> KeySet:
                 return KeySet([provider.signing_key])
 
@@ -304,7 +312,7 @@ class AuthlibProvider:
                     extra["username"] = user.username
                 return extra
 
-        class JwtIntrospection(JWTIntrospectionEndpoint):  # type: ignore[misc]
+        class JwtIntrospection(JWTIntrospectionEndpoint):
             def get_jwks(self) -> KeySet:
                 return KeySet.import_key_set(provider.jwks())
 
@@ -319,7 +327,7 @@ class AuthlibProvider:
                         return user.username
                 return None
 
-        class OtherTokens(IntrospectionEndpoint):  # type: ignore[misc]
+        class OtherTokens(IntrospectionEndpoint):
             # Tokens that are not this provider's valid JWTs land here.
             def query_token(self, token: str, hint: str | None) -> None:
                 return None
@@ -366,8 +374,7 @@ def running_provider(audience: str = RESOURCE_SERVER_ID) -> Iterator[AuthlibProv
     try:
         yield provider
     finally:
-        if provider._thread.is_alive():
-            provider.stop()
+        provider.stop()
 
 
 def _kid() -> dict[str, str]:

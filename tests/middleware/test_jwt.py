@@ -18,12 +18,8 @@ from webtest import TestApp
 from oauth_tai.errors import ConfigurationError
 from oauth_tai.settings import Settings
 from oauth_tai.system import build_validator
-from oauth_tai.validators.jwt import (
-    JWKS_MAX_AGE,
-    JWKS_REFETCH_INTERVAL,
-    JwtIssuer,
-    JwtValidator,
-)
+from oauth_tai.validators.jwks import JWKS_MAX_AGE, JWKS_REFETCH_INTERVAL
+from oauth_tai.validators.jwt import JwtIssuer, JwtValidator
 from tests.interop import handmade
 from tests.interop.authlib_provider import (
     CONSUMER_ID,
@@ -257,6 +253,19 @@ def test_an_unknown_critical_header_is_refused(
     assert_refused(app, token)
 
 
+def test_a_critical_extension_a_jose_library_knows_is_refused_too(
+    app: TestApp, authlib_provider: AuthlibProvider
+) -> None:
+    # RFC 7797's b64 changes what is signed; RFC 9068 access tokens have no
+    # use for it, so oauth-tai refuses it even where PyJWT would not.
+    header = authlib_provider.header(crit=["b64"], b64=True)
+    token = handmade.rs256(
+        header, authlib_provider.claims(), authlib_provider.private_key()
+    )
+
+    assert_refused(app, token)
+
+
 def test_a_tampered_payload_is_refused(
     app: TestApp, authlib_provider: AuthlibProvider
 ) -> None:
@@ -465,7 +474,7 @@ def test_the_settings_build_a_jwt_validator(
         }
     )
     # The JWT path never opens the provider's token store.
-    app = protect(build_validator(settings, provider=None))  # type: ignore[arg-type]
+    app = protect(build_validator(settings, provider=None))
 
     assert app.get("/files", headers=bearer(authlib_provider.sign())).json
     token = authlib_provider.sign(authlib_provider.claims(nbf=now() + 10))
@@ -484,4 +493,4 @@ def test_a_jwks_url_without_issuer_and_audience_is_a_configuration_error(
     ).with_values(**missing)
 
     with pytest.raises(ConfigurationError):
-        build_validator(settings, provider=None)  # type: ignore[arg-type]
+        build_validator(settings, provider=None)
