@@ -9,10 +9,18 @@ are its wire format: status, error code and the ``WWW-Authenticate`` value.
 from __future__ import annotations
 
 import io
+import json
 import re
 from collections.abc import Iterable
 from typing import Any
 from urllib.parse import parse_qs
+
+_REASONS = {
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    503: "Service Unavailable",
+}
 
 # RFC 6750 §2.1: b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" /
 # "/" ) *"="
@@ -41,6 +49,25 @@ class BearerError(Exception):
             params.append(("scope", scope))
 
         return "Bearer " + ", ".join(f"{k}={_quote(v)}" for k, v in params)
+
+    def render(self, realm: str) -> tuple[str, list[tuple[str, str]], bytes]:
+        """Return the status line, headers and JSON body of this refusal."""
+        body = {"error": self.error or "unauthorized"}
+        if self.description:
+            body["error_description"] = self.description
+        payload = json.dumps(body).encode()
+
+        headers = [
+            ("Content-Type", "application/json"),
+            ("Content-Length", str(len(payload))),
+            ("Cache-Control", "no-store"),
+        ]
+        headers.extend(self.extra_headers(realm))
+        return f"{self.status} {_REASONS[self.status]}", headers, payload
+
+    def extra_headers(self, realm: str) -> list[tuple[str, str]]:
+        # RFC 6750 §3: every refusal of a token carries its challenge.
+        return [("WWW-Authenticate", self.challenge(realm))]
 
 
 class MissingToken(BearerError):
@@ -75,6 +102,11 @@ class ServiceUnavailable(BearerError):
     def __init__(self, description: str | None = None, retry_after: int = 5) -> None:
         super().__init__(description)
         self.retry_after = retry_after
+
+    def extra_headers(self, realm: str) -> list[tuple[str, str]]:
+        # Not a challenge: the token may be fine, so the consumer must not
+        # be told to get a new one (RFC 9110 §10.2.3).
+        return [("Retry-After", str(self.retry_after))]
 
 
 def take_token(headers: Iterable[str]) -> str | None:

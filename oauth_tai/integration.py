@@ -16,7 +16,6 @@ Django response.
 from __future__ import annotations
 
 import functools
-import json
 import sys
 from collections.abc import Callable, Mapping
 from typing import Any, ParamSpec, Protocol, TypeVar, cast
@@ -138,24 +137,6 @@ def _refusal(
     return None
 
 
-def _render(
-    refusal: BearerError, realm: str
-) -> tuple[int, list[tuple[str, str]], bytes]:
-    # The body and headers the middleware sends for the same refusal.
-    body: dict[str, str] = {"error": refusal.error or "unauthorized"}
-    if refusal.description:
-        body["error_description"] = refusal.description
-    payload = json.dumps(body).encode()
-
-    headers = [
-        ("Content-Type", "application/json"),
-        ("Content-Length", str(len(payload))),
-        ("Cache-Control", "no-store"),
-        ("WWW-Authenticate", refusal.challenge(realm)),
-    ]
-    return refusal.status, headers, payload
-
-
 class _Call:
     """Where a handler's request is, and how to answer it."""
 
@@ -189,11 +170,10 @@ class _Call:
         raise TypeError("the handler was called without a request")
 
     def refuse(self, refusal: BearerError, realm: str) -> object:
-        status, headers, payload = _render(refusal, realm)
-
+        status_line, headers, payload = refusal.render(realm)
+        status = refusal.status
         if self.start_response is not None:
-            reason = "Unauthorized" if status == 401 else "Forbidden"
-            self.start_response(f"{status} {reason}", headers)
+            self.start_response(status_line, headers)
             return [payload]
 
         # Django is imported already if it made the request; looking it up

@@ -18,12 +18,11 @@ cannot answer, the consumer gets 503 and keeps its token.
 
 from __future__ import annotations
 
-import json
 import logging
 import secrets
 import time
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from oauth_tai.bearer import (
     BearerError,
@@ -200,31 +199,9 @@ class TrustAssociationMiddleware:
     def _refuse(
         self, refusal: BearerError, start_response: StartResponse
     ) -> Iterable[bytes]:
-        body: dict[str, Any] = {"error": refusal.error or "unauthorized"}
-        if refusal.description:
-            body["error_description"] = refusal.description
-        payload = json.dumps(body).encode()
-
-        headers = [
-            ("Content-Type", "application/json"),
-            ("Content-Length", str(len(payload))),
-            ("Cache-Control", "no-store"),
-        ]
-        if isinstance(refusal, ServiceUnavailable):
-            headers.append(("Retry-After", str(refusal.retry_after)))
-        else:
-            headers.append(("WWW-Authenticate", refusal.challenge(self.realm)))
-
-        start_response(f"{refusal.status} {_REASONS[refusal.status]}", headers)
+        status, headers, payload = refusal.render(self.realm)
+        start_response(status, headers)
         return [payload]
-
-
-_REASONS = {
-    400: "Bad Request",
-    401: "Unauthorized",
-    403: "Forbidden",
-    503: "Service Unavailable",
-}
 
 
 def _process_secret() -> bytes:
