@@ -12,11 +12,12 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from oauth_tai.cache import TokenCache, connect_redis
-from oauth_tai.connections.app import API_ROOT, ConnectionsApp
+from oauth_tai.connections.app import ConnectionsApp
 from oauth_tai.connections.entries import EntryStore
 from oauth_tai.database import open_database
 from oauth_tai.errors import ConfigurationError
 from oauth_tai.middleware import TrustAssociationMiddleware
+from oauth_tai.provider.access import PAGE_PATH as ACCESS_PAGE
 from oauth_tai.provider.app import ProviderApp
 from oauth_tai.provider.registry import ClientRegistry
 from oauth_tai.provider.server import ProviderServer
@@ -24,12 +25,19 @@ from oauth_tai.provider.sessions import SessionStore
 from oauth_tai.provider.store import Lifetimes, TokenStore
 from oauth_tai.provider.users import UserDirectory
 from oauth_tai.provider.validator import ProviderValidator
+from oauth_tai.rules import InterceptPolicy, InterceptRule
 from oauth_tai.settings import Settings
 from oauth_tai.validators import TokenValidator
 from oauth_tai.validators.introspection import IntrospectionClient
 from oauth_tai.validators.jwt import JwtIssuer, JwtValidator
 
 logger = logging.getLogger(__name__)
+
+# Like the Connections TAI's default filter: every OAuth API path of every
+# application under /connections/ needs a token.
+CONNECTIONS_POLICY = InterceptPolicy(
+    [InterceptRule("/connections/", pattern=r"/connections/[^/]+/oauth/")]
+)
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -154,9 +162,15 @@ def build_system(settings: Settings) -> System:
         build_validator(settings, provider),
         cache,
         realm=settings.realm,
-        prefixes=(API_ROOT + "/",),
+        policy=CONNECTIONS_POLICY,
     )
-    app = PrefixRouter([(API_ROOT + "/", api)], default=provider_app)
+    # The Application Access page lives under /connections/ too, but the
+    # provider serves it with the user's browser session, not a token.
+    routes: list[tuple[str, WSGIApplication]] = [
+        (ACCESS_PAGE, provider_app),
+        ("/connections/", api),
+    ]
+    app = PrefixRouter(routes, default=provider_app)
     return System(app, provider, cache)
 
 

@@ -8,7 +8,7 @@ from oauth_tai.cache import TokenCache
 from oauth_tai.middleware import TrustAssociationMiddleware
 from oauth_tai.provider.store import Lifetimes
 from oauth_tai.settings import Settings
-from oauth_tai.system import Provider, RevocationFollower, open_provider
+from oauth_tai.system import Provider, RevocationFollower, build_app, open_provider
 
 
 def _echo(environ: dict[str, object], start_response: object) -> list[bytes]:
@@ -67,3 +67,19 @@ def test_purge_drops_revocations_older_than_any_cached_token(
     provider.store.lifetimes = Lifetimes(access_token=-1)
     provider.store.purge()
     assert provider.store.revocations_since(0) == (0, [])
+
+
+def test_every_oauth_path_under_connections_needs_a_token(settings: Settings) -> None:
+    """The served app protects …/oauth/… paths and leaves the rest alone."""
+    app = webtest.TestApp(build_app(settings))
+
+    for path in (
+        "/connections/opensocial/oauth/rest/people/@me/@self",
+        "/connections/profiles/oauth/atom/profile.do",
+        "/connections/files/oauth/api/myuserlibrary/feed",
+    ):
+        answer = app.get(path, status=401)
+        assert answer.headers["WWW-Authenticate"].startswith('Bearer realm="')
+
+    assert app.get("/connections/oauth/apps").status_int == 303, "the login page"
+    assert app.get("/connections/opensocial/basic/rest/x", status=404)
