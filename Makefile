@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 # The browser tests drive Debian's Chromium; Playwright never downloads one.
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: run test lint chromium bench clean
+.PHONY: run test lint chromium deploy-tools bench bench-tools clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,25 +26,30 @@ run: $(VENV)/.run-installed
 	$(BIN)/oauth-tai serve --host $(HOST) --port $(PORT)
 
 lint: $(VENV)/.dev-installed
-	$(BIN)/ruff format --check oauth_tai tests
-	$(BIN)/ruff check oauth_tai tests
+	$(BIN)/ruff format --check oauth_tai tests bench
+	$(BIN)/ruff check oauth_tai tests bench
 	$(BIN)/mypy
 
-# Quiet when Chromium is there; installs it as root, else says how.
+# Each is quiet when its tools are there; as root it installs them from
+# Debian, otherwise it says how and fails.
 chromium:
-	@if [ ! -x $(CHROMIUM) ]; then \
-	  if [ "$$(id -u)" -eq 0 ]; then \
-	    echo "Installing Debian's chromium for the browser tests"; \
-	    apt-get update -qq && \
-	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
-	  else \
-	    echo "The browser tests need $(CHROMIUM): run 'sudo apt-get install chromium', then make test again." >&2; \
-	    exit 1; \
-	  fi; \
-	fi
+	@scripts/need-debian-packages "the browser tests" chromium:$(CHROMIUM)
 
-test: lint chromium
+# The deploy/ tests check nginx's configuration with nginx itself and the
+# systemd units with systemd-analyze.
+deploy-tools:
+	@scripts/need-debian-packages "the deploy/ tests" nginx-light:/usr/sbin/nginx systemd:systemd-analyze
+
+test: lint chromium deploy-tools
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# The benchmarks drive Debian's wrk and start their own redis-server.
+# Never part of make test.
+bench-tools:
+	@scripts/need-debian-packages "make bench" wrk:wrk redis-server:redis-server
+
+bench: $(VENV)/.dev-installed bench-tools
+	$(BIN)/python -m bench.run
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

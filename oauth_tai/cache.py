@@ -1,29 +1,50 @@
 """The two cache tiers in front of the provider.
 
-L1 is a bounded per-process cache; L2 is Redis, shared by every process
-and host. Both hold the provider's answer about a token (an
-:class:`Identity`, or ``None`` for an inactive token) under a keyed hash of
-the token, never the token. An entry's life is the shortest of the
-configured TTL and the token's remaining life, so no tier can say yes for a
-token that has expired. L2 values carry an HMAC: a writer without the
-secret key cannot forge an identity by writing to Redis.
+L1 is a bounded per-process cache (:mod:`oauth_tai.local_tier`); L2 is
+Redis, shared by every process and host (:mod:`oauth_tai.shared_tier`).
+Both hold the provider's answer about a token (an :class:`Identity`, or
+``None`` for an inactive token) under a keyed hash of the token, never
+the token. An answer is fresh for the shortest of the configured TTL and
+the token's remaining life (the provider never lets a token outlive its
+grant, so that bounds the grant's too); an answer already over is never
+written. With ``max_stale``, L1 keeps an active answer that long past its
+freshness, never past the token's expiry, for use only when the provider
+cannot be reached.
+
+Revocations end L2 entries where they are made and reach the L1 of every
+process over the revocation channel (:mod:`oauth_tai.revocation`). A
+process that cannot hear the channel keeps L1 entries only briefly, and
+drops them all when it hears it again.
 """
 
 from __future__ import annotations
 
 import hashlib
-import hmac
-import json
 import logging
-import threading
 import time
-from collections.abc import Callable
-from typing import Any, Final
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from typing import Final
 
 import redis
-from cachetools import TLRUCache
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from oauth_tai.identity import Identity
+from oauth_tai.local_tier import MISS, LocalTier, Miss
+from oauth_tai.redis_guard import RedisGuard, RedisUnavailable
+from oauth_tai.revocation import Revocation, RevocationChannel
+from oauth_tai.shared_tier import SharedEntry, SharedTier
+
+# MISS and Miss live with L1 and are part of this module's interface too.
+__all__ = [
+    "LOG_HASH_CHARS",
+    "MISS",
+    "REDIS_TIMEOUT_SECONDS",
+    "Miss",
+    "TokenCache",
+    "connect_redis",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -35,32 +56,29 @@ LOG_HASH_CHARS: Final = 12
 # than a missing one.
 REDIS_TIMEOUT_SECONDS: Final = 0.25
 
-_TAG_BYTES: Final = 16
-
-
-class Miss:
-    """The type of :data:`MISS`, the answer of a cache that knows nothing."""
-
-    __slots__ = ()
-
-    def __repr__(self) -> str:
-        return "MISS"
-
-
-MISS: Final = Miss()
-
-Entry = tuple[Identity | None, float]
+# The fleet-wide single-flight lock: one process asks the provider about a
+# token per window; the others wait for its answer in L2 at most that long,
+# looking every LOCK_POLL_SECONDS, then ask themselves.
+LOCK_SECONDS: Final = 2.0
+LOCK_POLL_SECONDS: Final = 0.01
 
 
 class TokenCache:
     """Cache provider answers in process (L1) and, optionally, in Redis (L2).
 
-    :param secret: key material for the token hashes and the L2 HMAC.
-    :param ttl: longest an active answer is kept, in seconds.
+    :param secret: key material for the keyed hashes and the HMACs.
+    :param ttl: longest an active answer is fresh, in seconds.
     :param negative_ttl: how long an inactive answer is kept, in seconds.
+    :param max_stale: seconds L1 keeps an active answer past its freshness,
+        for use only while the provider cannot answer; 0 turns it off.
     :param maxsize: entries held in L1.
     :param redis_client: the L2 connection, or ``None`` for L1 only.
-    :param prefix: prepended to every Redis key.
+    :param prefix: prepended to every Redis key and to the channel's name.
+    :param clock: wall-clock seconds, compared with token expiries.
+    :param monotonic: seconds for Redis backoff and lock waits.
+
+    ``lock_waits`` counts the times this process waited for another to
+    answer (see :meth:`claim`).
     """
 
     def __init__(
@@ -69,27 +87,49 @@ class TokenCache:
         *,
         ttl: int = 300,
         negative_ttl: int = 5,
+        max_stale: int = 0,
         maxsize: int = 100_000,
         redis_client: redis.Redis | None = None,
         prefix: str = "oauth-tai:",
         clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._hash_key = hashlib.sha256(b"oauth-tai token key\0" + secret).digest()
-        self._tag_key = hashlib.sha256(b"oauth-tai cache tag\0" + secret).digest()
+        # Keyed once; each key is a copy of it, cheaper than keying anew.
+        self._keyed = hashlib.blake2b(key=self._hash_key, digest_size=32)
         self.ttl = ttl
         self.negative_ttl = negative_ttl
-        self.redis = redis_client
+        self.max_stale = max_stale
         self.prefix = prefix + "token:"
         self._clock = clock
-        self._l1: TLRUCache[str, Entry] = TLRUCache(
-            maxsize, ttu=_entry_expiry, timer=clock
-        )
-        self._lock = threading.Lock()
-        self._redis_down = False
+        self._monotonic = monotonic
+        self.local = LocalTier(maxsize, max_stale, clock)
+        self.lock_waits = 0
+
+        self.redis = redis_client
+        self.guard: RedisGuard | None = None
+        self.shared: SharedTier | None = None
+        self.channel: RevocationChannel | None = None
+        if redis_client is not None:
+            tag_key = hashlib.sha256(b"oauth-tai cache tag\0" + secret).digest()
+            self.guard = RedisGuard(redis_client, clock=monotonic)
+            self.shared = SharedTier(self.guard, prefix, tag_key)
+            self.channel = RevocationChannel(
+                self.guard,
+                prefix + "revocations",
+                secret,
+                on_revocation=self.local.forget,
+                on_lost=self.suspend,
+                on_joined=self.resume,
+            )
+
+    # -- keys -------------------------------------------------------------
 
     def key(self, token: str) -> str:
         """Return the keyed hash under which ``token`` is cached."""
-        return self.key_for_digest(hashlib.sha256(token.encode()).digest())
+        keyed = self._keyed.copy()
+        keyed.update(hashlib.sha256(token.encode()).digest())
+        return keyed.hexdigest()
 
     def key_for_digest(self, digest: bytes) -> str:
         """Return the cache key for a token known only by its SHA-256 digest.
@@ -97,168 +137,266 @@ class TokenCache:
         The provider stores tokens as SHA-256 digests; hashing the digest
         instead of the token lets it evict a revoked token it cannot see.
         """
-        return hashlib.blake2b(digest, key=self._hash_key, digest_size=32).hexdigest()
+        keyed = self._keyed.copy()
+        keyed.update(digest)
+        return keyed.hexdigest()
+
+    def jti_hash(self, jti: str) -> str:
+        """Return the keyed hash naming a JWT ``jti`` in Redis and messages."""
+        keyed = self._keyed.copy()
+        keyed.update(b"jti\0" + jti.encode())
+        return keyed.hexdigest()
+
+    # -- answers ------------------------------------------------------------
 
     def get(self, key: str) -> Identity | None | Miss:
-        """Return the cached answer for ``key``, or :data:`MISS`."""
-        with self._lock:
-            entry = self._l1.get(key)
+        """Return the fresh answer for ``key`` from L1, else L2, else :data:`MISS`."""
+        cached = self.local.get(key)
+        if cached is MISS and self.shared is not None:
+            return self._get_shared(self.shared, key)
 
-        if entry is not None:
-            return entry[0]
+        return cached
 
-        if self.redis is None:
-            return MISS
+    def get_local(self, key: str) -> Identity | None | Miss:
+        """Return the fresh answer for ``key`` from L1 only, else :data:`MISS`."""
+        return self.local.get(key)
 
-        return self._get_l2(key)
+    def get_stale(self, key: str) -> Identity | None:
+        """Return an active answer L1 still keeps for ``key``, fresh or not.
 
-    def put(self, key: str, identity: Identity | None) -> None:
-        """Cache the provider's answer: an identity, or ``None`` if inactive."""
+        For use only when the provider cannot answer: ``None`` unless an
+        active answer is within ``max_stale`` of its freshness and its
+        token has not expired.
+        """
+        return self.local.get_stale(key)
+
+    @property
+    def epoch(self) -> int:
+        """A number that changes with every eviction; pass it to :meth:`put`."""
+        return self.local.epoch
+
+    def put(
+        self,
+        key: str,
+        identity: Identity | None,
+        *,
+        jti: str | None = None,
+        epoch: int | None = None,
+    ) -> None:
+        """Cache the provider's answer: an identity, or ``None`` if inactive.
+
+        :param jti: the token's JWT ID, so that revoking it ends the entry.
+        :param epoch: :attr:`epoch` read before asking the provider; if an
+            eviction happened since, the answer is not written.
+        """
         now = self._clock()
         if identity is None:
-            expires = now + self.negative_ttl
+            fresh = now + self.negative_ttl
         else:
-            expires = min(now + self.ttl, float(identity.expires_at))
+            fresh = min(now + self.ttl, float(identity.expires_at))
 
-        if expires <= now:
+        if fresh <= now:
             return
 
-        with self._lock:
-            self._l1[key] = (identity, expires)
+        jti_hash = None if jti is None else self.jti_hash(jti)
+        if not self.local.put(key, identity, fresh, jti_hash, epoch):
+            logger.debug("not caching an answer obtained before an eviction")
+            return
 
-        if self.redis is not None:
-            self._put_l2(key, identity, expires - now)
+        if self.shared is not None:
+            entry = SharedEntry(identity, fresh, jti_hash)
+            self.shared.write(key, entry, fresh - now)
+
+    # -- the fleet-wide flight ----------------------------------------------
+
+    @contextmanager
+    def claim(self, key: str) -> Iterator[Identity | None | Miss]:
+        """Hold, across processes, the right to ask the provider about ``key``.
+
+        Yields :data:`MISS` when the caller should ask: it holds the lock,
+        or Redis is unavailable, or the process that held the lock left no
+        answer in time. Otherwise it yields the answer that process wrote.
+        The lock is released on leaving the block.
+        """
+        shared = self.shared
+        nonce: str | None = ""
+        if shared is not None:
+            try:
+                nonce = shared.acquire(key, LOCK_SECONDS)
+            except RedisUnavailable:
+                nonce = ""
+
+        if shared is None or nonce == "":
+            yield MISS
+            return
+
+        if nonce is None:
+            yield self._await_answer(shared, key)
+            return
+
+        try:
+            yield MISS
+        finally:
+            shared.release(key, nonce)
+
+    def _await_answer(self, shared: SharedTier, key: str) -> Identity | None | Miss:
+        self.lock_waits += 1
+        deadline = self._monotonic() + LOCK_SECONDS
+        epoch = self.local.epoch
+        while True:
+            try:
+                found, held = shared.peek(key)
+            except RedisUnavailable:
+                return MISS
+
+            if found is not None:
+                return self._take_shared(key, found, epoch)
+            if not held or self._monotonic() >= deadline:
+                return MISS
+
+            time.sleep(LOCK_POLL_SECONDS)
+
+    # -- revoking -----------------------------------------------------------
+
+    def revoke(self, keys: Iterable[str]) -> None:
+        """Revoke tokens by cache key, in both tiers and in every process.
+
+        L2 gets an inactive answer in place of each entry, written over
+        whatever is there: an answer obtained just before the revocation
+        then cannot be written after it (see :meth:`SharedTier.write`).
+        """
+        revocation = Revocation(tuple(keys))
+        if not revocation.keys:
+            return
+
+        if self.shared is not None:
+            until = self._clock() + self.ttl
+            self.shared.tombstone(list(revocation.keys), until, self.ttl)
+        self.local.forget(revocation)
+        if self.channel is not None:
+            self.channel.publish(revocation)
+
+    def revoke_digests(self, digests: Iterable[bytes]) -> None:
+        """Revoke tokens by SHA-256 digest, as the provider's store reports them."""
+        self.revoke(self.key_for_digest(digest) for digest in digests)
+
+    def revoke_jti(self, jti: str, expires_at: float) -> None:
+        """Refuse the JWT ``jti`` in every process until ``expires_at``.
+
+        A revocation of a token already expired changes nothing and is
+        dropped.
+        """
+        now = self._clock()
+        if expires_at <= now:
+            return
+
+        jti_hash = self.jti_hash(jti)
+        if self.shared is not None:
+            self.shared.mark_jti(jti_hash, expires_at - now, now + self.ttl, self.ttl)
+        revocation = Revocation(jtis=((jti_hash, float(expires_at)),))
+        self.local.forget(revocation)
+        if self.channel is not None:
+            self.channel.publish(revocation)
+
+    def jti_revoked(self, jti: str) -> bool:
+        """Tell whether the JWT ``jti`` was revoked, here or elsewhere.
+
+        Without Redis, only revocations this process heard of count.
+        """
+        jti_hash = self.jti_hash(jti)
+        if self.local.jti_revoked(jti_hash):
+            return True
+
+        if self.shared is None:
+            return False
+
+        try:
+            return self.shared.jti_marked(jti_hash)
+        except RedisUnavailable:
+            return False
 
     def evict(self, key: str) -> None:
-        """Forget ``key`` in both tiers."""
-        self.evict_local(key)
-        if self.redis is not None:
-            self._call_redis(self.redis.delete, self.prefix + key)
+        """Forget ``key`` in both tiers, in this process only."""
+        self.local.evict(key)
+        if self.shared is not None:
+            self.shared.delete(key)
 
     def evict_local(self, key: str) -> None:
         """Forget ``key`` in L1 only: L2 was already cleaned by the revoker."""
-        with self._lock:
-            self._l1.pop(key, None)
+        self.local.evict(key)
 
     def clear(self) -> None:
         """Forget everything in L1."""
-        with self._lock:
-            self._l1.clear()
+        self.local.clear()
 
-    def _get_l2(self, key: str) -> Identity | None | Miss:
-        assert self.redis is not None
-        raw = self._call_redis(self.redis.get, self.prefix + key)
-        if not isinstance(raw, bytes):
+    # -- hearing revocations ------------------------------------------------
+
+    def listen(self, wait: float = 0.0) -> bool:
+        """Start hearing revocations from other processes (with Redis only).
+
+        Until the first subscription, L1 keeps entries only briefly.
+        Return whether revocations are heard, after waiting at most
+        ``wait`` seconds for the subscription.
+        """
+        if self.channel is None:
+            return True
+
+        self.suspend()
+        self.channel.start()
+        return self.channel.wait_joined(wait)
+
+    def close(self) -> None:
+        """Stop hearing revocations."""
+        if self.channel is not None:
+            self.channel.stop()
+
+    @property
+    def hearing(self) -> bool:
+        """Tell whether revocations made elsewhere reach L1 now."""
+        return self.local.hearing
+
+    def suspend(self) -> None:
+        """Revocations may go unheard: drop L1, and keep new entries briefly."""
+        self.local.clear(hearing=False)
+
+    def resume(self) -> None:
+        """Revocations are heard again: drop what L1 took in meanwhile."""
+        self.local.clear(hearing=True)
+
+    # -- inside -------------------------------------------------------------
+
+    def _get_shared(self, shared: SharedTier, key: str) -> Identity | None | Miss:
+        epoch = self.local.epoch
+        try:
+            found = shared.read(key)
+        except RedisUnavailable:
             return MISS
 
-        entry = self._unseal(key, raw)
-        if entry is None:
+        return MISS if found is None else self._take_shared(key, found, epoch)
+
+    def _take_shared(
+        self, key: str, found: SharedEntry, epoch: int
+    ) -> Identity | None | Miss:
+        if found.fresh_until <= self._clock():
             return MISS
 
-        if entry[1] > self._clock():
-            with self._lock:
-                self._l1[key] = entry
-            return entry[0]
-
-        return MISS
-
-    def _put_l2(self, key: str, identity: Identity | None, seconds: float) -> None:
-        assert self.redis is not None
-        millis = int(seconds * 1000)
-        if millis <= 0:
-            return
-
-        expires = self._clock() + seconds
-        self._call_redis(
-            self.redis.set,
-            self.prefix + key,
-            self._seal(key, identity, expires),
-            px=millis,
-        )
-
-    def _seal(self, key: str, identity: Identity | None, expires: float) -> bytes:
-        body = json.dumps(
-            {
-                "i": None if identity is None else _identity_to_json(identity),
-                "e": expires,
-            },
-            separators=(",", ":"),
-        ).encode()
-        return self._tag(key, body) + body
-
-    def _unseal(self, key: str, raw: bytes) -> Entry | None:
-        tag, body = raw[:_TAG_BYTES], raw[_TAG_BYTES:]
-        if not hmac.compare_digest(tag, self._tag(key, body)):
-            logger.warning(
-                "ignoring a Redis cache entry with a bad signature (key %s…)",
-                key[:LOG_HASH_CHARS],
-            )
+        if found.jti_hash is not None and self.local.jti_revoked(found.jti_hash):
             return None
 
-        try:
-            data = json.loads(body)
-            identity = None if data["i"] is None else _identity_from_json(data["i"])
-            return identity, float(data["e"])
-        except (ValueError, KeyError, TypeError):
-            logger.warning("ignoring an unreadable Redis cache entry")
-            return None
-
-    def _tag(self, key: str, body: bytes) -> bytes:
-        # The key is part of the signed message, so a valid entry cannot be
-        # copied under another token's key.
-        mac = hmac.new(self._tag_key, key.encode() + b"\0" + body, hashlib.sha256)
-        return mac.digest()[:_TAG_BYTES]
-
-    def _call_redis(self, method: Callable[..., Any], *args: Any, **kw: Any) -> Any:
-        assert self.redis is not None
-        try:
-            result = method(*args, **kw)
-        except redis.RedisError as exc:
-            if not self._redis_down:
-                self._redis_down = True
-                logger.warning("Redis unavailable, using L1 and the provider: %s", exc)
-            return None
-
-        if self._redis_down:
-            self._redis_down = False
-            logger.warning("Redis is back")
-
-        return result
-
-
-def _entry_expiry(_key: str, entry: Entry, _now: float) -> float:
-    return entry[1]
-
-
-def _identity_to_json(identity: Identity) -> dict[str, Any]:
-    return {
-        "u": identity.user,
-        "c": identity.consumer_id,
-        "n": identity.consumer_name,
-        "s": sorted(identity.scopes),
-        "x": identity.expires_at,
-        "h": identity.token_hash,
-        "a": sorted(identity.audiences),
-    }
-
-
-def _identity_from_json(data: dict[str, Any]) -> Identity:
-    return Identity(
-        user=data["u"],
-        consumer_id=data["c"],
-        consumer_name=data["n"],
-        scopes=frozenset(data["s"]),
-        expires_at=int(data["x"]),
-        token_hash=data["h"],
-        audiences=frozenset(data.get("a", ())),
-    )
+        self.local.put(key, found.identity, found.fresh_until, found.jti_hash, epoch)
+        return found.identity
 
 
 def connect_redis(url: str) -> redis.Redis:
-    """Open a Redis client for ``url`` with timeouts fit for the request path."""
+    """Open a Redis client for ``url`` with timeouts fit for the request path.
+
+    A failed call is not retried inside redis-py: the caller's
+    :class:`~oauth_tai.redis_guard.RedisGuard` backs off instead.
+    """
     client: redis.Redis = redis.Redis.from_url(
         url,
         socket_timeout=REDIS_TIMEOUT_SECONDS,
         socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
+        retry=Retry(NoBackoff(), 0),
     )
     return client

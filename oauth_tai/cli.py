@@ -12,6 +12,7 @@ from typing import Any
 
 from oauth_tai.database import connect_database
 from oauth_tai.errors import OAuthTaiError
+from oauth_tai.logs import configure_logging
 from oauth_tai.migrations import LATEST, MIGRATIONS, current_version, upgrade
 from oauth_tai.provider.registry import Consumer
 from oauth_tai.settings import Settings
@@ -31,14 +32,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     if not hasattr(args, "run"):
-        parser.print_help(sys.stderr)
+        # A group named without its command: show that group's commands.
+        helper = getattr(args, "help_parser", parser)
+        helper.print_help(sys.stderr)
         return 2
 
     try:
         settings = Settings.load()
+        # Commands log warnings and the audit trail; serve and gateway
+        # set the configured level when they start.
+        configure_logging(settings, level="WARNING")
         result: int = args.run(args, settings)
     except OAuthTaiError as exc:
         print(f"oauth-tai: error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        # A folder or file the settings name cannot be used.
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"oauth-tai: error: {exc.strerror or exc}{where}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
@@ -58,7 +69,25 @@ def _parser() -> argparse.ArgumentParser:
         "serve", help="run provider, middleware and app on one port"
     )
     serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--port", type=_port, default=8080)
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="worker processes; more than 1 runs gunicorn (default 1)",
+    )
+    serve.add_argument(
+        "--worker-class",
+        choices=("sync", "gthread"),
+        help="gunicorn worker type with --workers N (default sync)",
+    )
+    serve.add_argument(
+        "--threads",
+        type=int,
+        metavar="T",
+        help="threads per gthread worker (default 1)",
+    )
     serve.set_defaults(run=_serve)
 
     gateway = commands.add_parser(
@@ -67,7 +96,7 @@ def _parser() -> argparse.ArgumentParser:
         "or proxy to --upstream",
     )
     gateway.add_argument("--host", default="127.0.0.1")
-    gateway.add_argument("--port", type=int, default=8081)
+    gateway.add_argument("--port", type=_port, default=8081)
     gateway.add_argument("--upstream", metavar="URL", help="be a reverse proxy to URL")
     gateway.add_argument(
         "--hide-token",
@@ -106,16 +135,19 @@ def _parser() -> argparse.ArgumentParser:
     _add_database(commands, common)
 
     tokens = commands.add_parser("tokens", help="manage stored tokens")
+    tokens.set_defaults(help_parser=tokens)
     tokens_commands = tokens.add_subparsers(title="commands", metavar="COMMAND")
     purge = tokens_commands.add_parser(
         "purge", parents=[common], help="delete expired codes and tokens"
     )
     purge.set_defaults(run=_tokens_purge)
+    _add_operations(commands, common)
     return parser
 
 
 def _add_clients(commands: Any, common: argparse.ArgumentParser) -> None:
     clients = commands.add_parser("clients", help="manage registered consumers")
+    clients.set_defaults(help_parser=clients)
     sub = clients.add_subparsers(title="commands", metavar="COMMAND")
 
     add = sub.add_parser("add", parents=[common], help="register a consumer")
@@ -165,8 +197,8 @@ def _add_clients(commands: Any, common: argparse.ArgumentParser) -> None:
         command.set_defaults(run=run)
 
     listing = sub.add_parser("list", parents=[common], help="list consumers")
-    listing.add_argument("--offset", type=int, default=0)
-    listing.add_argument("--limit", type=int, default=None)
+    listing.add_argument("--offset", type=_count, default=0)
+    listing.add_argument("--limit", type=_count, default=None)
     listing.set_defaults(run=_clients_list)
 
     count = sub.add_parser("count", parents=[common], help="count consumers")
@@ -175,6 +207,7 @@ def _add_clients(commands: Any, common: argparse.ArgumentParser) -> None:
 
 def _add_users(commands: Any, common: argparse.ArgumentParser) -> None:
     users = commands.add_parser("users", help="manage the built-in user directory")
+    users.set_defaults(help_parser=users)
     sub = users.add_subparsers(title="commands", metavar="COMMAND")
 
     add = sub.add_parser("add", parents=[common], help="add a user")
@@ -195,8 +228,54 @@ def _add_users(commands: Any, common: argparse.ArgumentParser) -> None:
     delete.set_defaults(run=_users_delete)
 
 
+def _add_operations(commands: Any, common: argparse.ArgumentParser) -> None:
+    check = commands.add_parser(
+        "check-token",
+        parents=[common],
+        help="explain what the middleware decides for a token read from stdin",
+    )
+    check.add_argument(
+        "--path",
+        default="/connections/opensocial/oauth/rest/people/@me/@self",
+        help="the request's path (default: the profile API)",
+    )
+    check.add_argument("--method", default="GET", help="the request's method")
+    check.add_argument(
+        "--file",
+        metavar="F",
+        help="read the token from file F instead of standard input",
+    )
+    check.add_argument(
+        "--prefix",
+        action="append",
+        default=[],
+        help="judge as a gateway run with this --prefix (repeatable)",
+    )
+    check.add_argument(
+        "--exclude",
+        action="append",
+        default=[],
+        metavar="PREFIX",
+        help="judge as a gateway run with this --exclude (repeatable)",
+    )
+    check.set_defaults(run=_check_token)
+
+    shown = commands.add_parser(
+        "settings",
+        parents=[common],
+        help="show the settings in force, or the reference with --markdown",
+    )
+    shown.add_argument(
+        "--markdown",
+        action="store_true",
+        help="print the configuration reference (docs/configuration.md)",
+    )
+    shown.set_defaults(run=_settings)
+
+
 def _add_database(commands: Any, common: argparse.ArgumentParser) -> None:
     database = commands.add_parser("db", help="manage the database schema")
+    database.set_defaults(help_parser=database)
     sub = database.add_subparsers(title="commands", metavar="COMMAND")
 
     upgrade = sub.add_parser(
@@ -217,10 +296,44 @@ def _add_database(commands: Any, common: argparse.ArgumentParser) -> None:
 # -- serve -------------------------------------------------------------------
 
 
-def _serve(args: argparse.Namespace, settings: Settings) -> int:
-    from oauth_tai.serving import serve
+def _port(text: str) -> int:
+    port = int(text) if text.isdigit() else -1
+    if not 0 < port < 65536:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port (1 to 65535)")
+    return port
 
-    serve(settings, args.host, args.port)
+
+def _count(text: str) -> int:
+    # SQLite and PostgreSQL take 64-bit integers; beyond that is a typo.
+    count = int(text) if text.isdigit() else -1
+    if not 0 <= count < 2**63:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a count")
+    return count
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    if args.workers < 1:
+        raise CommandError("--workers must be 1 or more")
+
+    if args.workers == 1:
+        if args.worker_class is not None or args.threads is not None:
+            raise CommandError("--worker-class and --threads need --workers 2 or more")
+
+        from oauth_tai.serving import serve
+
+        serve(settings, args.host, args.port)
+        return 0
+
+    from oauth_tai.workers import serve_workers
+
+    serve_workers(
+        settings,
+        args.host,
+        args.port,
+        workers=args.workers,
+        worker_class=args.worker_class or "sync",
+        threads=args.threads or 1,
+    )
     return 0
 
 
@@ -390,6 +503,54 @@ def _users_delete(args: argparse.Namespace, settings: Settings) -> int:
 def _tokens_purge(args: argparse.Namespace, settings: Settings) -> int:
     gone = _provider(settings).store.purge()
     _say(args, {"purged": gone}, f"Purged {gone} expired codes and tokens.")
+    return 0
+
+
+# -- operations ----------------------------------------------------------------
+
+
+def _check_token(args: argparse.Namespace, settings: Settings) -> int:
+    from oauth_tai.checktoken import checker_for, read_token
+
+    if not args.path.startswith("/"):
+        raise CommandError(f"a path starts with /, unlike {args.path!r}")
+
+    token = read_token(_token_input(args.file))
+    if token is None:
+        raise CommandError("give exactly one token, on standard input or in --file")
+
+    explanation = checker_for(settings, args.prefix, args.exclude).explain(
+        token, args.path, args.method
+    )
+    _say(args, explanation.to_json(), explanation.to_text())
+    return 0 if explanation.decision != "refused" else 3
+
+
+def _token_input(path: str | None) -> str:
+    # Never an argument: the process list would show it to every user.
+    if path is not None:
+        try:
+            with open(path, encoding="utf-8") as handle:
+                return handle.read()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise CommandError(f"cannot read the token from {path}: {exc}") from exc
+
+    if sys.stdin.isatty():
+        import getpass
+
+        return getpass.getpass("Paste the token (it is not shown): ")
+    return sys.stdin.read()
+
+
+def _settings(args: argparse.Namespace, settings: Settings) -> int:
+    from oauth_tai.reference import settings_markdown, settings_values
+
+    if args.markdown:
+        sys.stdout.write(settings_markdown())
+        return 0
+
+    values = settings_values(settings)
+    _say(args, values, "\n".join(f"{k} = {v!r}" for k, v in values.items()))
     return 0
 
 

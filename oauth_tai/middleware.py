@@ -14,6 +14,13 @@ the shared secret. What it ignores: any ``REMOTE_USER`` already in the
 environ and any identity a client claims. A request without a valid token
 never reaches the application on an intercepted path; when the provider
 cannot answer, the consumer gets 503 and keeps its token.
+
+How it behaves when a part fails: concurrent requests with one uncached
+token make one provider call (:mod:`oauth_tai.flight`, and across
+processes :meth:`TokenCache.claim`); a provider that keeps failing is left
+alone by a circuit breaker (:mod:`oauth_tai.breaker`), while tokens it
+vouched for recently keep working for the cache's ``max_stale``; Redis
+failing costs L2 and nothing else (:mod:`oauth_tai.redis_guard`).
 """
 
 from __future__ import annotations
@@ -22,6 +29,8 @@ import logging
 import secrets
 import time
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING
 
 from oauth_tai.bearer import (
@@ -31,8 +40,10 @@ from oauth_tai.bearer import (
     ServiceUnavailable,
     take_request_token,
 )
+from oauth_tai.breaker import CircuitBreaker
 from oauth_tai.cache import LOG_HASH_CHARS, Miss, TokenCache
 from oauth_tai.errors import ProviderUnavailable
+from oauth_tai.flight import SingleFlight
 from oauth_tai.identity import (
     DEFAULT_USER_CLAIMS,
     ENVIRON_KEY,
@@ -47,6 +58,17 @@ if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class _Outage:
+    """No answer: the provider failed, or the breaker kept us from asking."""
+
+    reason: str
+    retry_after: int
+
+
+_Answer = Identity | None | _Outage
 
 
 class TrustAssociationMiddleware:
@@ -68,6 +90,8 @@ class TrustAssociationMiddleware:
         upstream services; a client's copies are removed from every
         request, intercepted or not.
     :param user_claims: the answer's claims tried in order for the user.
+    :param breaker: the circuit breaker in front of ``validator``; one with
+        the default thresholds when omitted.
 
     ::
 
@@ -94,10 +118,13 @@ class TrustAssociationMiddleware:
         allow_query_token: bool = False,
         identity_headers: Iterable[str] = IDENTITY_HEADERS,
         user_claims: Sequence[str] = DEFAULT_USER_CLAIMS,
+        breaker: CircuitBreaker | None = None,
     ) -> None:
         self.app = app
         self.validator = validator
         self.cache = cache if cache is not None else TokenCache(_process_secret())
+        self.breaker = breaker if breaker is not None else CircuitBreaker()
+        self.flights = SingleFlight[_Answer]()
         self.realm = realm
         self.policy = policy or InterceptPolicy.for_prefixes(prefixes)
         self.allow_body_token = allow_body_token
@@ -156,45 +183,87 @@ class TrustAssociationMiddleware:
         """
         key = self.cache.key(token)
         cached = self.cache.get(key)
-        identity = (
-            self._ask_provider(token, key) if isinstance(cached, Miss) else cached
-        )
+        if isinstance(cached, Miss):
+            answer = self.flights.run(key, partial(self._fetch, token, key))
+            if isinstance(answer, _Outage):
+                raise ServiceUnavailable(
+                    "the provider cannot be reached", answer.retry_after
+                )
+            cached = answer
 
-        if identity is None:
+        if cached is None:
             logger.debug("refused token %s: not active", key[:LOG_HASH_CHARS])
             raise InvalidToken("the access token is not active")
 
         # The tiers already drop entries at expiry; this guards the second
         # between a tier's check and now.
-        if identity.expires_at <= time.time():
+        if cached.expires_at <= time.time():
             raise InvalidToken("the access token is not active")
 
-        return identity
+        return cached
 
-    def _ask_provider(self, token: str, key: str) -> Identity | None:
+    def _fetch(self, token: str, key: str) -> _Answer:
+        # The flight before this one may have answered since our miss.
+        cached = self.cache.get_local(key)
+        if not isinstance(cached, Miss):
+            return cached
+
+        epoch = self.cache.epoch
+        with self.cache.claim(key) as answered:
+            if not isinstance(answered, Miss):
+                return answered
+
+            return self._ask_provider(token, key, epoch)
+
+    def _ask_provider(self, token: str, key: str, epoch: int) -> _Answer:
+        if not self.breaker.allow():
+            return self._fall_back(key, "circuit open", self.breaker.retry_after())
+
         try:
             answer = self.validator.introspect(token)
         except ProviderUnavailable as exc:
-            logger.warning("provider unavailable: %s", exc.reason)
-            raise ServiceUnavailable(
-                "the provider cannot be reached", exc.retry_after
-            ) from exc
+            self.breaker.record_failure(exc.reason)
+            return self._fall_back(key, exc.reason, exc.retry_after)
 
-        identity = None
-        if answer is not None:
-            identity = identity_from_answer(
-                answer, key[:LOG_HASH_CHARS], self.user_claims
+        self.breaker.record_success()
+        if answer is None:
+            self.cache.put(key, None, epoch=epoch)
+            return None
+
+        identity = identity_from_answer(answer, key[:LOG_HASH_CHARS], self.user_claims)
+        if identity is None:
+            # An active answer we cannot read is the provider's fault;
+            # the token is refused rather than half-trusted.
+            logger.warning(
+                "unreadable active answer from the provider for token %s",
+                key[:LOG_HASH_CHARS],
             )
-            if identity is None:
-                # An active answer we cannot read is the provider's fault;
-                # the token is refused rather than half-trusted.
-                logger.warning(
-                    "unreadable active answer from the provider for token %s",
-                    key[:LOG_HASH_CHARS],
-                )
 
-        self.cache.put(key, identity)
+        claimed = answer.get("jti")
+        jti = claimed if isinstance(claimed, str) and claimed else None
+        if identity is not None and jti is not None and self.cache.jti_revoked(jti):
+            logger.debug("refused token %s: its jti was revoked", key[:LOG_HASH_CHARS])
+            identity = None
+
+        self.cache.put(key, identity, jti=jti, epoch=epoch)
         return identity
+
+    def _fall_back(self, key: str, reason: str, retry_after: int) -> _Answer:
+        stale = self.cache.get_stale(key)
+        if stale is not None:
+            logger.debug(
+                "provider unavailable (%s): token %s answered from a stale entry",
+                reason,
+                key[:LOG_HASH_CHARS],
+            )
+            return stale
+
+        logger.debug(
+            "provider unavailable (%s): token %s refused with 503",
+            reason,
+            key[:LOG_HASH_CHARS],
+        )
+        return _Outage(reason, retry_after)
 
     def _refuse(
         self, refusal: BearerError, start_response: StartResponse

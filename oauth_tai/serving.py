@@ -12,9 +12,10 @@ from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.serving import make_server
 
 from oauth_tai.logs import configure_logging
+from oauth_tai.metrics import start_metrics_listener
 from oauth_tai.provider.store import TokenStore
 from oauth_tai.settings import Settings
-from oauth_tai.system import RevocationFollower, build_system
+from oauth_tai.system import RevocationFollower, System, build_system
 
 logger = logging.getLogger(__name__)
 
@@ -28,12 +29,33 @@ def serve(settings: Settings, host: str, port: int) -> None:
     configure_logging(settings)
     system = build_system(settings)
     server = make_server(host, port, system.app, threaded=True)
+    start_background(system)
+    start_metrics_listener(settings)
+    announce(settings, f"http://{host}:{server.port}")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        print("stopped", file=sys.stderr)
+    finally:
+        server.server_close()
+
+
+def start_background(system: System) -> None:
+    """Start what each serving process runs beside its requests.
+
+    The revocation follower keeps this process's cache in step with
+    revocations made elsewhere; the purge drops expired rows, which is
+    harmless to repeat in every process.
+    """
     purger = threading.Thread(
         target=_purge_forever, args=(system.provider.store,), daemon=True
     )
     purger.start()
     RevocationFollower(system.provider.store, system.cache).start()
-    base = f"http://{host}:{server.port}"
+
+
+def announce(settings: Settings, base: str) -> None:
+    """Print where the server listens and what it runs on."""
     cache = "Redis + in-process" if settings.redis_url else "in-process"
     print(
         f"oauth-tai is serving on {base}\n"
@@ -45,12 +67,6 @@ def serve(settings: Settings, host: str, port: int) -> None:
         "Follow the walkthrough in README.md from another terminal; Ctrl-C stops.",
         flush=True,
     )
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        print("stopped", file=sys.stderr)
-    finally:
-        server.server_close()
 
 
 def _purge_forever(store: TokenStore) -> None:

@@ -45,9 +45,15 @@ class Settings:
     )
     secret_key: str = field(
         default="",
-        metadata=_doc("Key for cache-key hashes; empty: generated under var_dir."),
+        metadata=_doc(
+            "Key of the cache's token hashes and Redis signatures, the same in "
+            "every process; empty: generated under var_dir."
+        ),
     )
-    log_level: str = field(default="INFO", metadata=_doc("Python logging level."))
+    log_level: str = field(
+        default="INFO",
+        metadata=_doc("DEBUG, INFO, WARNING or ERROR; the audit trail stays at INFO."),
+    )
     log_format: str = field(default="text", metadata=_doc("`text` or `json`."))
     context_root: str = field(
         default="/oauth2", metadata=_doc("URL prefix of the provider.")
@@ -72,13 +78,29 @@ class Settings:
         default=15_768_000, metadata=_doc("Seconds a user's consent lasts.")
     )
     cache_ttl: int = field(
-        default=300, metadata=_doc("Longest a provider's answer is cached.")
+        default=300,
+        metadata=_doc("Longest, in seconds, a provider's answer is cached."),
     )
     negative_cache_ttl: int = field(
         default=5, metadata=_doc("Seconds an inactive answer is cached.")
     )
     cache_size: int = field(
         default=100_000, metadata=_doc("Entries held in the in-process cache.")
+    )
+    max_stale: int = field(
+        default=0,
+        metadata=_doc(
+            "Seconds past its cache TTL a token stays valid while the provider "
+            "is down; never past its expiry. 0: off."
+        ),
+    )
+    breaker_failures: int = field(
+        default=5,
+        metadata=_doc("Provider failures in a row that open the breaker; 0: never."),
+    )
+    breaker_cooldown: float = field(
+        default=5.0,
+        metadata=_doc("Seconds the breaker stays open before one probe."),
     )
     introspection_url: str = field(
         default="",
@@ -138,6 +160,18 @@ class Settings:
         default=False,
         metadata=_doc("Drop a bearer Authorization header before the upstream."),
     )
+    metrics_enabled: bool = field(
+        default=True,
+        metadata=_doc("Serve Prometheus metrics at /metrics; false: nowhere."),
+    )
+    metrics_port: int = field(
+        default=0,
+        metadata=_doc("Port of a separate metrics listener; 0: the main port."),
+    )
+    metrics_host: str = field(
+        default="127.0.0.1",
+        metadata=_doc("Address the separate metrics listener binds to."),
+    )
 
     def __repr__(self) -> str:
         # A settings object ends up in tracebacks and debug output: keep the
@@ -167,7 +201,25 @@ class Settings:
             if raw is not None:
                 values[f.name] = raw
 
-        return cls(**{k: _coerce(cls, k, v) for k, v in values.items()})
+        settings = cls(**{k: _coerce(cls, k, v) for k, v in values.items()})
+        settings.check()
+        return settings
+
+    def check(self) -> None:
+        """Raise :class:`ConfigurationError` for a value no process can use."""
+        if self.log_level.upper() not in _LEVELS:
+            raise ConfigurationError(
+                f"{PREFIX}LOG_LEVEL must be one of {', '.join(_LEVELS)}"
+            )
+        if self.log_format not in ("text", "json"):
+            raise ConfigurationError(f"{PREFIX}LOG_FORMAT must be text or json")
+        if self.redis_url and not self.redis_url.startswith(_REDIS_SCHEMES):
+            raise ConfigurationError(
+                f"{PREFIX}REDIS_URL must start with {', '.join(_REDIS_SCHEMES)}"
+            )
+        for name in _POSITIVE:
+            if getattr(self, name) <= 0:
+                raise ConfigurationError(f"{PREFIX}{name.upper()} must be positive")
 
     def with_values(self, **changes: Any) -> Settings:
         """Return a copy with some fields changed."""
@@ -247,6 +299,18 @@ def _coerce(cls: type[Settings], name: str, value: Any) -> Any:
             f"{variable} must be a {target.__name__}, not {value!r}"
         ) from exc
 
+
+_LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
+_REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+_POSITIVE = (
+    "code_lifetime",
+    "access_token_lifetime",
+    "grant_lifetime",
+    "cache_ttl",
+    "negative_cache_ttl",
+    "cache_size",
+    "introspection_timeout",
+)
 
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off", ""})

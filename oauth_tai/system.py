@@ -11,11 +11,14 @@ from typing import TYPE_CHECKING
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from oauth_tai.cache import TokenCache, connect_redis
+from oauth_tai.breaker import CircuitBreaker
+from oauth_tai.cache import LOG_HASH_CHARS, TokenCache, connect_redis
 from oauth_tai.connections.app import ConnectionsApp
 from oauth_tai.connections.entries import EntryStore
 from oauth_tai.database import open_database
 from oauth_tai.errors import ConfigurationError
+from oauth_tai.health import with_operations
+from oauth_tai.metrics import FEED_RECEIVED, REVOCATIONS_SENT
 from oauth_tai.middleware import TrustAssociationMiddleware
 from oauth_tai.provider.access import PAGE_PATH as ACCESS_PAGE
 from oauth_tai.provider.app import ProviderApp
@@ -64,21 +67,50 @@ def open_provider(settings: Settings) -> Provider:
             grant=settings.grant_lifetime,
         ),
     )
+    if settings.redis_url:
+        # A revocation made here (the CLI, say) reaches every process at once;
+        # a process that serves replaces this with its own cache's.
+        announcer = TokenCache(
+            settings.effective_secret_key(),
+            ttl=settings.cache_ttl,
+            redis_client=connect_redis(settings.redis_url),
+            prefix=settings.redis_prefix,
+        )
+        store.on_revoke = announcer.revoke_digests
     registry = ClientRegistry(engine, on_revoke_all=store.revoke_consumer)
     users = UserDirectory(engine, on_remove=store.revoke_user)
     return Provider(engine, registry, users, store)
 
 
+# At start, how long to wait for the revocation channel before serving:
+# until then, in-process entries are kept only briefly.
+LISTEN_WAIT_SECONDS = 1.0
+
+
 def build_cache(settings: Settings) -> TokenCache:
+    """Open the cache tiers; with Redis, start hearing revocations.
+
+    Call it in the process that serves (after any fork): the listener is a
+    thread of the calling process.
+    """
     redis_client = connect_redis(settings.redis_url) if settings.redis_url else None
-    return TokenCache(
+    cache = TokenCache(
         settings.effective_secret_key(),
         ttl=settings.cache_ttl,
         negative_ttl=settings.negative_cache_ttl,
+        max_stale=settings.max_stale,
         maxsize=settings.cache_size,
         redis_client=redis_client,
         prefix=settings.redis_prefix,
     )
+    if not cache.listen(wait=LISTEN_WAIT_SECONDS):
+        logger.info("not subscribed to revocations yet; still trying")
+    return cache
+
+
+def build_breaker(settings: Settings) -> CircuitBreaker:
+    """The circuit breaker in front of the provider, as the settings say."""
+    return CircuitBreaker(settings.breaker_failures, settings.breaker_cooldown)
 
 
 def build_validator(settings: Settings, provider: Provider | None) -> TokenValidator:
@@ -137,13 +169,16 @@ def build_system(settings: Settings) -> System:
     cache = build_cache(settings)
 
     def evict(digests: list[bytes]) -> None:
-        for digest in digests:
-            cache.evict(cache.key_for_digest(digest))
+        REVOCATIONS_SENT.inc(len(digests))
+        cache.revoke_digests(digests)
+
+    def token_label(token: str) -> str:
+        return cache.key(token)[:LOG_HASH_CHARS]
 
     provider.store.on_revoke = evict
     endpoint_path = f"{settings.context_root}/endpoint/{settings.provider_name}"
     server = ProviderServer(
-        ProviderValidator(provider.registry, provider.store, endpoint_path)
+        ProviderValidator(provider.registry, provider.store, endpoint_path, token_label)
     )
     provider_app = ProviderApp(
         server,
@@ -163,6 +198,7 @@ def build_system(settings: Settings) -> System:
         cache,
         realm=settings.realm,
         policy=CONNECTIONS_POLICY,
+        breaker=build_breaker(settings),
     )
     # The Application Access page lives under /connections/ too, but the
     # provider serves it with the user's browser session, not a token.
@@ -170,7 +206,8 @@ def build_system(settings: Settings) -> System:
         (ACCESS_PAGE, provider_app),
         ("/connections/", api),
     ]
-    app = PrefixRouter(routes, default=provider_app)
+    routed = PrefixRouter(routes, default=provider_app)
+    app = with_operations(routed, settings, provider.engine)
     return System(app, provider, cache)
 
 
@@ -205,6 +242,7 @@ class RevocationFollower:
         self.last_id, digests = self.store.revocations_since(self.last_id)
         for digest in digests:
             self.cache.evict(self.cache.key_for_digest(digest))
+        FEED_RECEIVED.inc(len(digests))
         return len(digests)
 
     def _run(self) -> None:

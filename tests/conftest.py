@@ -287,12 +287,19 @@ def run_cli(
     )
 
 
-def start_server(var_dir: Path, **extra: str) -> LiveServer:
-    port = free_port()
+def start_server(
+    var_dir: Path, *options: str, port: int | None = None, **extra: str
+) -> LiveServer:
+    """Start ``oauth-tai serve`` with ``options``, and ``extra`` in its environment.
+
+    A given ``port`` lets a test stop the server and start it again where
+    its clients expect it; its log is then appended to.
+    """
+    log_path = var_dir / ("serve.log" if port is None else f"serve-{port}.log")
+    port = free_port() if port is None else port
     env = server_env(var_dir, **extra)
     var_dir.mkdir(parents=True, exist_ok=True)
-    log_path = var_dir / "serve.log"
-    with open(log_path, "wb") as log:
+    with open(log_path, "ab") as log:
         process = subprocess.Popen(
             [
                 sys.executable,
@@ -303,6 +310,7 @@ def start_server(var_dir: Path, **extra: str) -> LiveServer:
                 "127.0.0.1",
                 "--port",
                 str(port),
+                *options,
             ],
             env=env,
             stdout=log,

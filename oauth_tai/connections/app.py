@@ -18,9 +18,16 @@ if TYPE_CHECKING:
 
 API_ROOT = "/connections/opensocial/oauth/rest"
 MAX_CONTENT = 10_000
+# A post is text of at most MAX_CONTENT characters; its JSON is far smaller.
+MAX_BODY_BYTES = 256 * 1024
 # Activity verbs a consumer may post; anything else is refused rather than
 # shown to the user's followers under a made-up verb.
 VERBS = frozenset({"post", "share", "update", "like"})
+
+
+class _ApiRequest(Request):
+    # Refused with 413 before it is read: a post cannot need more.
+    max_content_length = MAX_BODY_BYTES
 
 
 class ApiError(Exception):
@@ -57,7 +64,7 @@ class ConnectionsApp:
     def __call__(
         self, environ: WSGIEnvironment, start_response: StartResponse
     ) -> Iterable[bytes]:
-        request = Request(environ)
+        request = _ApiRequest(environ)
         try:
             endpoint, _args = self.url_map.bind_to_environ(environ).match()
             identity = _user_identity(request)
@@ -107,7 +114,7 @@ class ConnectionsApp:
 
         body = _json_body(request)
         verb = body.get("verb", "post")
-        if verb not in VERBS:
+        if not isinstance(verb, str) or verb not in VERBS:
             raise ApiError(
                 400,
                 "invalid_request",
@@ -151,7 +158,8 @@ def _json_body(request: Request) -> dict[str, Any]:
 
     try:
         body = json.loads(request.get_data())
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
+        # RecursionError: JSON nested deeper than the parser will go.
         raise ApiError(400, "invalid_request", "the body is not valid JSON") from exc
 
     if not isinstance(body, dict):
@@ -163,11 +171,25 @@ def _json_body(request: Request) -> dict[str, Any]:
 def _content(value: Any) -> str:
     if not isinstance(value, str) or not value.strip():
         raise ApiError(400, "invalid_request", "content must be a non-empty string")
+    if not _storable(value):
+        raise ApiError(400, "invalid_request", "content must be valid text")
     if len(value) > MAX_CONTENT:
         raise ApiError(
             400, "invalid_request", f"content is limited to {MAX_CONTENT} characters"
         )
     return value
+
+
+def _storable(text: str) -> bool:
+    # JSON may carry lone surrogates and NUL, which no database column
+    # takes as text.
+    if "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _json(data: Any, status: int = 200) -> Response:

@@ -25,6 +25,7 @@ from urllib.parse import unquote_to_bytes
 from oauth_tai.cache import TokenCache
 from oauth_tai.gateway.wire import IdentityHeaders, canonical_path, respond_json
 from oauth_tai.identity import DEFAULT_USER_CLAIMS, get_identity
+from oauth_tai.metrics import INVALID_REQUESTS
 from oauth_tai.middleware import TrustAssociationMiddleware
 from oauth_tai.rules import InterceptPolicy
 from oauth_tai.validators import TokenValidator
@@ -88,6 +89,7 @@ class DecisionApp:
 
         original = _original_request(environ)
         if original is None:
+            INVALID_REQUESTS.inc()
             return respond_json(
                 start_response,
                 400,

@@ -34,6 +34,7 @@ from oauth_tai.gateway.wire import (
     respond_json,
 )
 from oauth_tai.identity import DEFAULT_USER_CLAIMS, get_identity
+from oauth_tai.metrics import INVALID_REQUESTS
 from oauth_tai.middleware import TrustAssociationMiddleware
 from oauth_tai.rules import InterceptPolicy
 from oauth_tai.validators import TokenValidator
@@ -117,8 +118,12 @@ class CanonicalRequest:
     ) -> Iterable[bytes]:
         path = canonical_path(environ.get("PATH_INFO") or "/")
         if path is None:
+            INVALID_REQUESTS.inc()
             return respond_json(
-                start_response, 400, "invalid_request", "the path is not absolute"
+                start_response,
+                400,
+                "invalid_request",
+                "the path is not absolute, or holds a backslash or control character",
             )
 
         environ["PATH_INFO"] = path

@@ -12,7 +12,9 @@ from werkzeug.serving import make_server
 from oauth_tai.gateway.decision import DecisionApp
 from oauth_tai.gateway.proxy import protect_upstream, split_upstream
 from oauth_tai.gateway.wire import IdentityHeaders
+from oauth_tai.health import with_operations
 from oauth_tai.logs import configure_logging
+from oauth_tai.metrics import start_metrics_listener
 from oauth_tai.rules import InterceptPolicy, InterceptRule
 from oauth_tai.settings import Settings
 from oauth_tai.system import (
@@ -76,7 +78,9 @@ def build_gateway(
             headers=headers,
             hide_token=hide_token or settings.gateway_hide_token,
         )
-    return Gateway(app, follower)
+
+    engine = None if provider is None else provider.engine
+    return Gateway(with_operations(app, settings, engine), follower)
 
 
 def gateway_policy(prefixes: Sequence[str], exclude: Sequence[str]) -> InterceptPolicy:
@@ -100,6 +104,7 @@ def serve_gateway(
     server = make_server(host, port, gateway.app, threaded=True)
     if gateway.follower is not None:
         gateway.follower.start()
+    start_metrics_listener(settings)
 
     base = f"http://{host}:{server.port}"
     source = settings.introspection_url or settings.jwks_url or "the local store"

@@ -117,15 +117,20 @@ def is_hop_by_hop(name: str, ending: Iterable[str]) -> bool:
     return lowered in ending or lowered.startswith("proxy-")
 
 
+_AMBIGUOUS = re.compile(r"[\\\x00-\x1f\x7f]")
+
+
 def canonical_path(path: str) -> str | None:
     """Return a decoded path with its empty, ``.`` and ``..`` segments resolved.
 
     The policy must match the path the upstream will serve: an upstream
     that resolves ``/public/../api/`` itself would otherwise serve
     ``/api/`` to a request the policy saw as public. Returns ``None`` for a
-    path that does not start with ``/``.
+    path that does not start with ``/``, or that holds a backslash or a
+    control character: some servers read ``\\`` as ``/`` or stop at NUL,
+    and no policy can guess which.
     """
-    if not path.startswith("/"):
+    if not path.startswith("/") or _AMBIGUOUS.search(path):
         return None
 
     segments: list[str] = []

@@ -17,6 +17,7 @@ from werkzeug.routing import Rule
 from werkzeug.utils import redirect
 from werkzeug.wrappers import Request, Response
 
+from oauth_tai.audit import BY_USER, audit
 from oauth_tai.provider.basic import parse_basic
 from oauth_tai.provider.store import GrantInfo
 
@@ -43,6 +44,8 @@ class ApplicationAccess:
 
     def routes(self) -> list[tuple[Rule, Callable[..., Response]]]:
         return [
+            # The site's root, where a login without a destination lands.
+            (Rule("/", endpoint="home", methods=["GET"]), self.on_home),
             (Rule(PAGE_PATH, endpoint="apps", methods=["GET"]), self.on_page),
             (
                 Rule(f"{PAGE_PATH}/revoke", endpoint="apps_revoke", methods=["POST"]),
@@ -64,6 +67,9 @@ class ApplicationAccess:
 
     # -- the page ------------------------------------------------------------
 
+    def on_home(self, request: Request) -> Response:
+        return redirect(PAGE_PATH, code=303)
+
     def on_page(self, request: Request) -> Response:
         session = self.app.current_session(request)
         if session is None:
@@ -74,7 +80,9 @@ class ApplicationAccess:
         grants = self.app.server.validator.store.grants_of(username)
         revoked = request.args.get("revoked")
         revoked_name = None
-        if revoked:
+        # The confirmation comes from a link anyone could send, so it is
+        # shown only when it is true: the consumer holds no grant now.
+        if revoked and all(grant.client_id != revoked for grant in grants):
             consumer = self.app.registry.find(revoked)
             revoked_name = consumer.name if consumer else None
 
@@ -138,7 +146,13 @@ class ApplicationAccess:
         store = self.app.server.validator.store
         ended = store.revoke_consumer_for_user(username, client_id)
         if ended:
-            logger.info("%s revoked the access of %s", username, client_id)
+            audit(
+                "access_revoked",
+                by=BY_USER,
+                user=username,
+                consumer=client_id,
+                grants=ended,
+            )
         return ended > 0
 
     def _api_user(self, request: Request) -> str | None:

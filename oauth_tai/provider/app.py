@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode, urlsplit
@@ -17,12 +18,23 @@ from jinja2 import (
     PrefixLoader,
     select_autoescape,
 )
-from oauthlib.oauth2 import AccessDeniedError, FatalClientError, OAuth2Error
-from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
+from oauthlib.oauth2 import (
+    AccessDeniedError,
+    FatalClientError,
+    InvalidRequestError,
+    OAuth2Error,
+)
+from werkzeug.exceptions import (
+    HTTPException,
+    MethodNotAllowed,
+    NotFound,
+    RequestEntityTooLarge,
+)
 from werkzeug.routing import Map, Rule
 from werkzeug.utils import redirect
 from werkzeug.wrappers import Request, Response
 
+from oauth_tai.audit import BY_USER, audit
 from oauth_tai.provider.access import ApplicationAccess
 from oauth_tai.provider.login import LoginPages
 from oauth_tai.provider.registry import ClientRegistry
@@ -35,6 +47,9 @@ if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
 
 logger = logging.getLogger(__name__)
+
+# The largest request body the provider reads: its forms are far smaller.
+MAX_BODY_BYTES = 64 * 1024
 
 # The OAuth parameters a consent form carries from the authorization
 # request to the decision, unchanged.
@@ -119,6 +134,7 @@ class ProviderApp:
                 Rule(self.metadata_path, endpoint="metadata", methods=["GET"]),
             ],
             strict_slashes=False,
+            merge_slashes=False,
         )
         self.templates = _templates(template_dir)
         self.handlers: dict[str, Callable[..., Response]] = {
@@ -138,7 +154,7 @@ class ProviderApp:
     def __call__(
         self, environ: WSGIEnvironment, start_response: StartResponse
     ) -> Iterable[bytes]:
-        request = Request(environ)
+        request = _LimitedRequest(environ)
         response = self.dispatch(request)
         return response(environ, start_response)
 
@@ -146,6 +162,8 @@ class ProviderApp:
         adapter = self.url_map.bind_to_environ(request.environ)
         try:
             endpoint, args = adapter.match()
+            _raise_on_bad_host(request, self.public_url)
+            _raise_on_repeated_fields(request)
             response = self.handlers[endpoint](request, **args)
             new_session = request.environ.get(_NEW_SESSION)
             if new_session:
@@ -154,8 +172,17 @@ class ProviderApp:
             response = _json_error(exc.code or 404, exc.name.lower().replace(" ", "_"))
             if isinstance(exc, MethodNotAllowed) and exc.valid_methods:
                 response.headers["Allow"] = ", ".join(exc.valid_methods)
+        except OAuth2Error as exc:
+            # oauthlib raises some refusals instead of answering them (a
+            # query string on a POST endpoint, for one).
+            response = Response(exc.json, status=exc.status_code, headers=exc.headers)
+            response.headers["Content-Type"] = "application/json"
+            response.headers["Cache-Control"] = "no-store"
         except HTTPException as exc:
-            response = _json_error(exc.code or 400, "invalid_request")
+            error = "invalid_request"
+            if isinstance(exc, RequestEntityTooLarge):
+                error = "request_too_large"
+            response = _json_error(exc.code or 400, error)
         return response
 
     # -- the OAuth endpoints ------------------------------------------------
@@ -164,6 +191,9 @@ class ProviderApp:
         headers, body, status = self.server.create_token_response(
             self._uri(request), "POST", _body(request), _headers(request)
         )
+        if status == 401 and request.authorization is not None:
+            # RFC 6749 §5.2: challenge with the scheme the client used.
+            headers["WWW-Authenticate"] = 'Basic realm="oauth-tai"'
         return _oauth_response(headers, body, status)
 
     def on_introspect(self, request: Request) -> Response:
@@ -234,7 +264,9 @@ class ProviderApp:
         if consumer.auto_authorize:
             # An administrator marked this consumer trusted, as Connections'
             # auto-authorize list does: no consent page.
-            return self._grant(uri, username, consumer.client_id, scopes, credentials)
+            return self._grant(
+                uri, username, consumer.client_id, scopes, credentials, auto=True
+            )
 
         if request.method == "GET":
             return self.page(
@@ -255,7 +287,9 @@ class ProviderApp:
             )
 
         if request.form.get("decision") != "authorize":
-            logger.info("%s denied access to %s", username, consumer.client_id)
+            audit(
+                "consent_denied", by=BY_USER, user=username, consumer=consumer.client_id
+            )
             denied = AccessDeniedError(state=credentials.get("state"))
             return redirect(denied.in_uri(credentials["redirect_uri"]), code=303)
 
@@ -268,10 +302,20 @@ class ProviderApp:
         client_id: str,
         scopes: list[str],
         credentials: dict[str, Any],
+        *,
+        auto: bool = False,
     ) -> Response:
         scope = " ".join(scopes) or DEFAULT_SCOPE
         grant_id = self.server.validator.store.consent(username, client_id, scope)
-        logger.info("%s authorized %s", username, client_id)
+        audit(
+            "consent_granted",
+            by=BY_USER,
+            user=username,
+            consumer=client_id,
+            scope=scope,
+            grant=grant_id,
+            auto_authorized=auto,
+        )
         headers, _body_text, status = self.server.create_authorization_response(
             uri,
             "GET",
@@ -341,6 +385,36 @@ class ProviderApp:
             samesite="Lax",
             secure=urlsplit(self._uri(request)).scheme == "https",
         )
+
+
+class _LimitedRequest(Request):
+    # Every form the provider reads is a few hundred bytes; refusing large
+    # bodies before reading them keeps one client from filling memory.
+    max_content_length = MAX_BODY_BYTES
+    max_form_memory_size = MAX_BODY_BYTES
+
+
+def _raise_on_repeated_fields(request: Request) -> None:
+    # RFC 6749 §3.1 and §3.2: no parameter may be sent more than once.
+    # Reading the body first keeps it for oauthlib, which parses it again.
+    request.get_data()
+    for fields in (request.args, request.form):
+        for name, values in fields.lists():
+            if len(values) > 1:
+                raise InvalidRequestError(description=f"{name} is sent twice")
+
+
+# RFC 9110 §7.2: a host name or address, and an optional port.
+_HOST = re.compile(
+    r"(?:[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?"
+)
+
+
+def _raise_on_bad_host(request: Request, public_url: str) -> None:
+    # Without a configured public URL the issuer comes from Host, so a
+    # Host that is not a host name must not become one.
+    if not public_url and not _HOST.fullmatch(request.host):
+        raise InvalidRequestError(description="the Host header is not valid")
 
 
 def _templates(template_dir: str) -> Environment:

@@ -13,6 +13,7 @@ from sqlalchemy import Engine, func, insert, select, update
 from sqlalchemy import delete as sql_delete
 from sqlalchemy.exc import IntegrityError
 
+from oauth_tai.audit import BY_ADMINISTRATOR, audit
 from oauth_tai.database import consumers
 from oauth_tai.errors import AlreadyExists, InvalidValue, NotFound
 from oauth_tai.provider.hashing import (
@@ -22,6 +23,8 @@ from oauth_tai.provider.hashing import (
     verify_secret,
 )
 
+_URI_CHARACTERS = re.compile(r"[!#-;=?-\[\]_a-z~]+")
+_HOST_NAME = re.compile(r"[a-z0-9.\-]+|[0-9a-f:.]+")
 _CLIENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._~-]{0,127}")
 
 
@@ -83,6 +86,12 @@ class ClientRegistry:
         except IntegrityError as exc:
             raise AlreadyExists("consumer", client_id) from exc
 
+        audit(
+            "consumer_registered",
+            by=BY_ADMINISTRATOR,
+            consumer=client_id,
+            auto_authorize=auto_authorize,
+        )
         return self.get(client_id), secret
 
     def get(self, client_id: str) -> Consumer:
@@ -146,12 +155,14 @@ class ClientRegistry:
         if enabled is False and self.on_revoke_all is not None:
             self.on_revoke_all(client_id)
 
+        _audit_edit(client_id, changes)
         return self.get(client_id)
 
     def reset_secret(self, client_id: str) -> str:
         """Give the consumer a new secret; return it, shown only now."""
         secret = new_secret()
         self._update(client_id, {"secret_hash": hash_secret(secret)})
+        audit("consumer_secret_reset", by=BY_ADMINISTRATOR, consumer=client_id)
         return secret
 
     def delete(self, client_id: str) -> None:
@@ -166,6 +177,8 @@ class ClientRegistry:
             )
         if result.rowcount == 0:
             raise NotFound("consumer", client_id)
+
+        audit("consumer_deleted", by=BY_ADMINISTRATOR, consumer=client_id)
 
     def authenticate(self, client_id: str, secret: str) -> Consumer | None:
         """Return the enabled consumer whose id and secret match, else ``None``."""
@@ -194,18 +207,43 @@ class ClientRegistry:
             raise NotFound("consumer", client_id)
 
 
+def _audit_edit(client_id: str, changes: dict[str, object]) -> None:
+    enabled = changes.get("enabled")
+    if enabled is not None:
+        event = "consumer_enabled" if enabled else "consumer_disabled"
+        audit(event, by=BY_ADMINISTRATOR, consumer=client_id)
+
+    changed = sorted(name for name in changes if name != "enabled")
+    if changed:
+        audit(
+            "consumer_edited",
+            by=BY_ADMINISTRATOR,
+            consumer=client_id,
+            changed=",".join(changed),
+        )
+
+
 def check_redirect_uri(uri: str) -> None:
     """Refuse a redirect URI that is not absolute https (or http on loopback).
 
     RFC 6749 §3.1.2 requires an absolute URI without a fragment; plain http
     is allowed only where the traffic cannot leave the machine.
     """
+    # RFC 3986 §2: a URI is printable ASCII without spaces, quotes or <>.
+    if not _URI_CHARACTERS.fullmatch(uri):
+        raise InvalidValue("a redirect URI has only printable ASCII, no spaces")
+
     try:
         parts = urlsplit(uri)
         host = parts.hostname
+        parts.port  # noqa: B018  (raises ValueError for a bad port)
     except ValueError as exc:
         raise InvalidValue(f"redirect URI {uri!r} is not a valid URL") from exc
 
+    if parts.username is not None or parts.password is not None:
+        raise InvalidValue("a redirect URI must not carry a user name or password")
+    if host is not None and not _HOST_NAME.fullmatch(host):
+        raise InvalidValue(f"redirect URI {uri!r} has an invalid host")
     if parts.fragment or "#" in uri:
         raise InvalidValue("a redirect URI must not have a fragment")
     if not host:

@@ -363,14 +363,16 @@ class TokenStore:
             )
         return result.rowcount == 1
 
-    def revoke_token(self, token: str, client_id: str) -> None:
+    def revoke_token(self, token: str, client_id: str) -> str | None:
         """RFC 7009: revoke the consumer's own token; ignore anyone else's.
 
         Revoking a refresh token ends its whole grant, access tokens too.
+        Returns the user whose grant the token was of, or ``None`` when it
+        is not a token of this consumer.
         """
         digest = token_hash(token)
         query = (
-            select(tokens.c.kind, tokens.c.grant_id)
+            select(tokens.c.kind, tokens.c.grant_id, grants.c.username)
             .join(grants, grants.c.id == tokens.c.grant_id)
             .where(tokens.c.token_hash == digest, grants.c.client_id == client_id)
         )
@@ -378,16 +380,17 @@ class TokenStore:
             row = conn.execute(query).first()
 
         if row is None:
-            return
+            return None
 
         if row.kind == REFRESH:
             self.revoke_grant(row.grant_id)
-            return
+            return str(row.username)
 
         now = self.now()
         with self.engine.begin() as conn:
             digests = self._revoke_tokens(conn, tokens.c.token_hash == digest, now)
         self._announce(digests)
+        return str(row.username)
 
     def introspect(self, token: str) -> dict[str, Any] | None:
         """Return RFC 7662 claims for a live access token, else ``None``."""

@@ -9,7 +9,8 @@ from collections.abc import Callable
 from sqlalchemy import Engine, delete, insert, select
 from sqlalchemy.exc import IntegrityError
 
-from oauth_tai.database import users
+from oauth_tai.audit import BY_ADMINISTRATOR, audit
+from oauth_tai.database import sessions, users
 from oauth_tai.errors import AlreadyExists, InvalidValue, NotFound
 from oauth_tai.provider.hashing import (
     burn_verify,
@@ -41,7 +42,7 @@ class UserDirectory:
             raise InvalidValue(
                 "a user name is 1 to 128 letters, digits, '.', '_', '@' or '-'"
             )
-        if len(password) < MIN_PASSWORD_LENGTH:
+        if len(password.strip()) < MIN_PASSWORD_LENGTH:
             raise InvalidValue(
                 f"a password has at least {MIN_PASSWORD_LENGTH} characters"
             )
@@ -56,6 +57,8 @@ class UserDirectory:
                 conn.execute(insert(users).values(**row))
         except IntegrityError as exc:
             raise AlreadyExists("user", username) from exc
+
+        audit("user_added", by=BY_ADMINISTRATOR, user=username)
 
     def list(self) -> list[str]:
         with self.engine.connect() as conn:
@@ -77,9 +80,14 @@ class UserDirectory:
             self.on_remove(username)
 
         with self.engine.begin() as conn:
+            # Their browser sessions end with them: a session must not
+            # outlive the user it names, nor pass to a later namesake.
+            conn.execute(delete(sessions).where(sessions.c.username == username))
             result = conn.execute(delete(users).where(users.c.username == username))
         if result.rowcount == 0:
             raise NotFound("user", username)
+
+        audit("user_deleted", by=BY_ADMINISTRATOR, user=username)
 
     def authenticate(self, username: str, password: str) -> bool:
         """Tell whether the password is the user's, in time that hides which."""

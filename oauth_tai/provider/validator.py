@@ -12,12 +12,14 @@ import base64
 import hashlib
 import hmac
 import logging
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from oauthlib.common import Request
 from oauthlib.oauth2 import RequestValidator
 
+from oauth_tai.audit import BY_CONSUMER, BY_PROVIDER, audit
 from oauth_tai.cache import LOG_HASH_CHARS
 from oauth_tai.provider.basic import parse_basic
 from oauth_tai.provider.hashing import token_hash
@@ -34,14 +36,24 @@ GRANT_TYPES = frozenset({"authorization_code", "refresh_token"})
 
 
 class ProviderValidator(RequestValidator):
-    """Answer oauthlib from the registry and the store."""
+    """Answer oauthlib from the registry and the store.
+
+    :param token_label: the short hash that names a token in the audit
+        trail; the middleware's keyed hash where a cache is at hand, so
+        that both name a token alike.
+    """
 
     def __init__(
-        self, registry: ClientRegistry, store: TokenStore, endpoint_path: str
+        self,
+        registry: ClientRegistry,
+        store: TokenStore,
+        endpoint_path: str,
+        token_label: Callable[[str], str] | None = None,
     ) -> None:
         self.registry = registry
         self.store = store
         self.endpoint_path = endpoint_path
+        self.token_label = token_label or _short_hash
 
     # -- consumers ----------------------------------------------------------
 
@@ -174,6 +186,13 @@ class ProviderValidator(RequestValidator):
         if record.used_at is not None:
             logger.warning("code %s replayed: revoking what it issued", short)
             self.store.revoke_issued_from_code(code)
+            audit(
+                "grant_revoked",
+                by=BY_PROVIDER,
+                user=record.username,
+                consumer=client_id,
+                reason="code_replayed",
+            )
             return False
 
         if not _verifier_matches(record.challenge, request.code_verifier):
@@ -225,12 +244,21 @@ class ProviderValidator(RequestValidator):
     def save_bearer_token(
         self, token: Any, request: Request, *args: Any, **kwargs: Any
     ) -> str:
+        from_code = request.grant_type == "authorization_code"
         self.store.issue(
             grant_id=_grant_id(request),
             access_token=token["access_token"],
             refresh_token=token.get("refresh_token"),
             expires_in=int(token["expires_in"]),
-            code=request.code if request.grant_type == "authorization_code" else None,
+            code=request.code if from_code else None,
+        )
+        audit(
+            "token_issued" if from_code else "token_refreshed",
+            by=BY_CONSUMER,
+            user=request.user,
+            consumer=request.client_id,
+            token=self.token_label(token["access_token"]),
+            grant=_grant_id(request),
         )
         return request.redirect_uri or ""
 
@@ -254,6 +282,14 @@ class ProviderValidator(RequestValidator):
                 record.client_id,
             )
             self.store.revoke_grant(record.grant_id)
+            audit(
+                "grant_revoked",
+                by=BY_PROVIDER,
+                user=record.username,
+                consumer=record.client_id,
+                grant=record.grant_id,
+                reason="refresh_token_reused",
+            )
             return False
 
         if not record.active:
@@ -287,7 +323,15 @@ class ProviderValidator(RequestValidator):
         *args: Any,
         **kwargs: Any,
     ) -> None:
-        self.store.revoke_token(token, str(request.client_id))
+        user = self.store.revoke_token(token, str(request.client_id))
+        if user is not None:
+            audit(
+                "token_revoked",
+                by=BY_CONSUMER,
+                user=user,
+                consumer=str(request.client_id),
+                token=self.token_label(token),
+            )
 
     def introspect_token(
         self,
@@ -303,6 +347,10 @@ class ProviderValidator(RequestValidator):
             base = urlsplit(request.uri)
             claims["iss"] = f"{base.scheme}://{base.netloc}{self.endpoint_path}"
         return claims
+
+
+def _short_hash(token: str) -> str:
+    return token_hash(token)[:LOG_HASH_CHARS]
 
 
 def _grant_id(request: Request) -> int:

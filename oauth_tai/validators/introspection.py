@@ -12,6 +12,7 @@ from urllib.parse import quote, urlencode
 import urllib3
 
 from oauth_tai.errors import ConfigurationError, ProviderUnavailable
+from oauth_tai.metrics import INTROSPECTION_ERRORS, INTROSPECTION_SECONDS
 
 logger = logging.getLogger(__name__)
 
@@ -59,14 +60,17 @@ class IntrospectionClient:
         """Return the active answer for ``token``, or ``None`` if inactive.
 
         Raises :class:`ProviderUnavailable` when the provider cannot be
-        reached, answers 5xx, or refuses our credentials.
+        reached, answers 5xx or something that is not JSON, or refuses our
+        credentials.
         """
         body = urlencode({"token": token, "token_type_hint": "access_token"})
         try:
-            response = self._pool.request(
-                "POST", self.url, body=body, headers=self._headers
-            )
+            with INTROSPECTION_SECONDS.time():
+                response = self._pool.request(
+                    "POST", self.url, body=body, headers=self._headers
+                )
         except urllib3.exceptions.HTTPError as exc:
+            INTROSPECTION_ERRORS.inc()
             raise ProviderUnavailable(
                 f"introspection failed: {type(exc).__name__}"
             ) from exc
@@ -74,13 +78,16 @@ class IntrospectionClient:
         if response.status != 200:
             # 401 means our own credentials are wrong: every token would look
             # inactive, so it is an outage, not an answer.
+            INTROSPECTION_ERRORS.inc()
             raise ProviderUnavailable(f"introspection answered {response.status}")
 
         try:
             answer = json.loads(response.data)
-        except ValueError:
-            logger.warning("the provider's introspection answer is not JSON")
-            return None
+        except ValueError as exc:
+            # A 200 that is not JSON is a broken provider or proxy, not an
+            # answer: taking it for "inactive" would cache it as one.
+            INTROSPECTION_ERRORS.inc()
+            raise ProviderUnavailable("the introspection answer is not JSON") from exc
 
         if not isinstance(answer, dict) or answer.get("active") is not True:
             return None

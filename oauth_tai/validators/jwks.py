@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from jwt.algorithms import AllowedPublicKeys, ECAlgorithm, OKPAlgorithm, RSAAlgorithm
 
 from oauth_tai.errors import ProviderUnavailable
+from oauth_tai.metrics import JWKS_ERRORS, JWKS_SECONDS
 
 logger = logging.getLogger(__name__)
 
@@ -104,6 +105,14 @@ class JwksClient:
         Raises :class:`ProviderUnavailable` when the URL cannot be reached,
         does not answer 200, or holds no usable signing key.
         """
+        try:
+            with JWKS_SECONDS.time():
+                return self._fetch(url)
+        except ProviderUnavailable:
+            JWKS_ERRORS.inc()
+            raise
+
+    def _fetch(self, url: str) -> Keys:
         try:
             response = self._pool.request(
                 "GET",

@@ -113,6 +113,12 @@ def test_unknown_consumer_is_a_clear_error(
         "https://app.example/callback#frag",
         "/callback",
         "not a url",
+        "https://a.example:abc/cb",
+        "https://a.example:99999/cb",
+        "https://a.example/c\nb",
+        "https://a.example/ cb",
+        "https://exa<mple.com/cb",
+        "https://user:pw@a.example/cb",
     ],
 )
 def test_bad_redirect_uri_is_refused(env: dict[str, str], uri: str) -> None:

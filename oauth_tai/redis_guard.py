@@ -1,0 +1,129 @@
+"""Calling Redis from the request path without letting it fail a request.
+
+Redis is an accelerator here, never a dependency: when it is down or slow,
+requests are answered from the in-process cache and the provider. The guard
+turns every Redis error into :class:`RedisUnavailable` for its caller to
+handle, logs one warning per outage rather than one per request, counts
+outages, and after a failure skips Redis for a short interval, so requests
+do not each pay the timeout while it is gone. The first call after the
+interval probes it; Redis that answers ends the outage by itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable
+from typing import Final, TypeVar
+
+import redis
+
+from oauth_tai.errors import OAuthTaiError
+
+logger = logging.getLogger(__name__)
+
+# After a failure, Redis is left alone this long: short enough that a
+# restarted Redis is used again almost at once, long enough that a flood of
+# requests costs one timeout per interval instead of one each.
+REDIS_BACKOFF_SECONDS: Final = 1.0
+
+T = TypeVar("T")
+
+
+class RedisUnavailable(OAuthTaiError):
+    """Redis failed this call, or is being skipped after a recent failure."""
+
+
+class RedisGuard:
+    """Run Redis calls with outage detection, one warning and a backoff.
+
+    :param client: the Redis connection, with bounded timeouts (see
+        :func:`oauth_tai.cache.connect_redis`).
+    :param backoff: seconds Redis is skipped after a failed call.
+    :param clock: monotonic seconds.
+
+    ``outages`` counts the times Redis went from usable to failing;
+    ``failures`` counts the calls that failed.
+    """
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        *,
+        backoff: float = REDIS_BACKOFF_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.client = client
+        self.backoff = backoff
+        self.clock = clock
+        self.outages = 0
+        self.failures = 0
+        self._down = False
+        self._retry_at = -math.inf
+        self._lock = threading.Lock()
+
+    @property
+    def down(self) -> bool:
+        """Tell whether the last call failed and none has succeeded since."""
+        return self._down
+
+    def call(self, operation: Callable[[redis.Redis], T], *, force: bool = False) -> T:
+        """Return ``operation(client)``.
+
+        Raises :class:`RedisUnavailable` when the call fails, and at once,
+        without calling, while Redis is being skipped after a failure,
+        unless ``force``: a revocation is rare and must not be skipped.
+        """
+        if self._down and not force and not self._may_probe():
+            raise RedisUnavailable("skipping Redis after a recent failure")
+
+        try:
+            result = operation(self.client)
+        except redis.RedisError as exc:
+            self.failed(exc)
+            raise RedisUnavailable(str(exc)) from exc
+
+        if self._down:
+            self.recovered()
+
+        return result
+
+    def failed(self, exc: Exception) -> None:
+        """Record a failed call: the first of an outage logs and counts it."""
+        with self._lock:
+            self.failures += 1
+            self._retry_at = self.clock() + self.backoff
+            if self._down:
+                return
+
+            self._down = True
+            self.outages += 1
+
+        logger.warning(
+            "Redis unavailable (%s): answering from the in-process cache and "
+            "the provider, trying Redis again every %g s",
+            exc,
+            self.backoff,
+        )
+
+    def recovered(self) -> None:
+        """Record that Redis answered again, ending the outage."""
+        with self._lock:
+            if not self._down:
+                return
+            self._down = False
+
+        logger.info("Redis answers again")
+
+    def _may_probe(self) -> bool:
+        # One caller per interval probes; the others skip Redis without
+        # waiting for that probe to finish.
+        with self._lock:
+            now = self.clock()
+            if now < self._retry_at:
+                return False
+
+            self._retry_at = now + self.backoff
+            return True
