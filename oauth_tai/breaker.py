@@ -16,6 +16,8 @@ import time
 from collections.abc import Callable
 from typing import Final, Literal
 
+from oauth_tai.metrics import CIRCUIT_STATE, CIRCUIT_VALUES
+
 logger = logging.getLogger(__name__)
 
 DEFAULT_FAILURES: Final = 5
@@ -81,6 +83,7 @@ class CircuitBreaker:
             # Half-open: this caller probes, and the cool-down restarts so
             # that a probe that never reports cannot close the door forever.
             self._state = "half-open"
+            CIRCUIT_STATE.set(CIRCUIT_VALUES["half-open"])
             self._open_until = now + self.cooldown
             return True
 
@@ -93,6 +96,7 @@ class CircuitBreaker:
             was = self._state
             self._state = "closed"
             self._failed = 0
+            CIRCUIT_STATE.set(CIRCUIT_VALUES["closed"])
 
         if was != "closed":
             logger.warning("the provider answers again; calling it for every miss")
@@ -113,6 +117,7 @@ class CircuitBreaker:
             if opening:
                 self._open_until = self.clock() + self.cooldown
                 self._state = "open"
+                CIRCUIT_STATE.set(CIRCUIT_VALUES["open"])
             if newly:
                 self.opened += 1
 

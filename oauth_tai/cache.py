@@ -32,6 +32,7 @@ from redis.retry import Retry
 
 from oauth_tai.identity import Identity
 from oauth_tai.local_tier import MISS, LocalTier, Miss
+from oauth_tai.metrics import CACHE_NEGATIVE_HITS, L1_ANSWERS, L2_ANSWERS
 from oauth_tai.redis_guard import RedisGuard, RedisUnavailable
 from oauth_tai.revocation import Revocation, RevocationChannel
 from oauth_tai.shared_tier import SharedEntry, SharedTier
@@ -152,10 +153,21 @@ class TokenCache:
     def get(self, key: str) -> Identity | None | Miss:
         """Return the fresh answer for ``key`` from L1, else L2, else :data:`MISS`."""
         cached = self.local.get(key)
-        if cached is MISS and self.shared is not None:
-            return self._get_shared(self.shared, key)
+        if cached is not MISS:
+            L1_ANSWERS.inc()
+            if cached is None:
+                CACHE_NEGATIVE_HITS.inc()
+            return cached
 
-        return cached
+        if self.shared is None:
+            return MISS
+
+        shared = self._get_shared(self.shared, key)
+        if shared is not MISS:
+            L2_ANSWERS.inc()
+            if shared is None:
+                CACHE_NEGATIVE_HITS.inc()
+        return shared
 
     def get_local(self, key: str) -> Identity | None | Miss:
         """Return the fresh answer for ``key`` from L1 only, else :data:`MISS`."""

@@ -11,6 +11,8 @@ import threading
 from collections.abc import Callable
 from typing import Final, Generic, TypeVar
 
+from oauth_tai.metrics import SINGLEFLIGHT_WAITS
+
 T = TypeVar("T")
 
 # A follower waits this long for its leader, then makes the call itself:
@@ -62,6 +64,7 @@ class SingleFlight(Generic[T]):
                 flight = self._flights[key] = _Flight()
             else:
                 flight.waiters += 1
+                SINGLEFLIGHT_WAITS.inc()
 
         if not leading:
             return self._follow(flight, call)

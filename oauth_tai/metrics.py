@@ -127,6 +127,26 @@ JWKS_SECONDS: Final = PROVIDER_CALL_SECONDS.labels(endpoint="jwks")
 JWKS_ERRORS: Final = PROVIDER_ERRORS.labels(endpoint="jwks")
 FEED_RECEIVED: Final = REVOCATIONS_RECEIVED.labels(channel="feed")
 INVALID_REQUESTS: Final = DECISIONS.labels(outcome=REFUSED, reason="invalid_request")
+ALLOWED_BY_TOKEN: Final = DECISIONS.labels(outcome=ALLOWED, reason="token")
+PASSED_UNINTERCEPTED: Final = DECISIONS.labels(outcome=PASSED, reason="not_intercepted")
+PASSED_WITHOUT_TOKEN: Final = DECISIONS.labels(outcome=PASSED, reason="no_token")
+# Keyed by the refusal's RFC 6750 error code; no code means no token sent.
+REFUSED_BY_ERROR: Final = {
+    None: DECISIONS.labels(outcome=REFUSED, reason="missing_token"),
+    "invalid_token": DECISIONS.labels(outcome=REFUSED, reason="invalid_token"),
+    "insufficient_scope": DECISIONS.labels(
+        outcome=REFUSED, reason="insufficient_scope"
+    ),
+    "invalid_request": INVALID_REQUESTS,
+    "temporarily_unavailable": DECISIONS.labels(
+        outcome=REFUSED, reason="provider_unavailable"
+    ),
+}
+L1_ANSWERS: Final = CACHE_ANSWERS.labels(tier="l1")
+L2_ANSWERS: Final = CACHE_ANSWERS.labels(tier="l2")
+PROVIDER_ANSWERS: Final = CACHE_ANSWERS.labels(tier="provider")
+# The circuit breaker's states as the gauge shows them.
+CIRCUIT_VALUES: Final = {"closed": 0, "half-open": 1, "open": 2}
 
 
 def is_multiprocess() -> bool:

@@ -51,6 +51,13 @@ from oauth_tai.identity import (
     Identity,
     identity_from_answer,
 )
+from oauth_tai.metrics import (
+    ALLOWED_BY_TOKEN,
+    PASSED_UNINTERCEPTED,
+    PASSED_WITHOUT_TOKEN,
+    PROVIDER_ANSWERS,
+    REFUSED_BY_ERROR,
+)
 from oauth_tai.rules import InterceptPolicy
 from oauth_tai.validators import TokenValidator
 
@@ -147,6 +154,7 @@ class TrustAssociationMiddleware:
             environ.get("PATH_INFO", ""), environ.get("REQUEST_METHOD", "GET")
         )
         if rule is None:
+            PASSED_UNINTERCEPTED.inc()
             return self.app(environ, start_response)
 
         try:
@@ -156,6 +164,7 @@ class TrustAssociationMiddleware:
                 allow_query=self.allow_query_token,
             )
             if token is None and not rule.oauth_only:
+                PASSED_WITHOUT_TOKEN.inc()
                 return self.app(environ, start_response)
 
             environ.pop("REMOTE_USER", None)
@@ -166,8 +175,16 @@ class TrustAssociationMiddleware:
             identity = self.resolve(token)
             rule.check(identity)
         except BearerError as refusal:
+            REFUSED_BY_ERROR[refusal.error].inc()
+            logger.info(
+                "refused %s %s: %s",
+                environ.get("REQUEST_METHOD", "GET"),
+                environ.get("PATH_INFO", ""),
+                refusal.error or "missing_token",
+            )
             return self._refuse(refusal, start_response)
 
+        ALLOWED_BY_TOKEN.inc()
         if identity.user is not None:
             environ["REMOTE_USER"] = identity.user
         environ["AUTH_TYPE"] = "Bearer"
@@ -226,6 +243,7 @@ class TrustAssociationMiddleware:
             return self._fall_back(key, exc.reason, exc.retry_after)
 
         self.breaker.record_success()
+        PROVIDER_ANSWERS.inc()
         if answer is None:
             self.cache.put(key, None, epoch=epoch)
             return None

@@ -21,6 +21,7 @@ from typing import Final, TypeVar
 import redis
 
 from oauth_tai.errors import OAuthTaiError
+from oauth_tai.metrics import REDIS_ERRORS
 
 logger = logging.getLogger(__name__)
 
@@ -92,6 +93,7 @@ class RedisGuard:
 
     def failed(self, exc: Exception) -> None:
         """Record a failed call: the first of an outage logs and counts it."""
+        REDIS_ERRORS.inc()
         with self._lock:
             self.failures += 1
             self._retry_at = self.clock() + self.backoff

@@ -27,7 +27,10 @@ from typing import Any, Final
 
 import redis
 
+from oauth_tai.metrics import REVOCATIONS_RECEIVED
 from oauth_tai.redis_guard import RedisGuard, RedisUnavailable
+
+CHANNEL_RECEIVED = REVOCATIONS_RECEIVED.labels(channel="redis")
 
 logger = logging.getLogger(__name__)
 
@@ -199,6 +202,7 @@ class RevocationChannel:
             elif kind == "message" and isinstance(message.get("data"), bytes):
                 revocation = self.unseal(message["data"])
                 if revocation is not None:
+                    CHANNEL_RECEIVED.inc(len(revocation.keys))
                     self._on_revocation(revocation)
 
     def _join(self) -> None:
