@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING
 
+from oauth_tai.audit import BY_CONSUMER, audit
 from oauth_tai.bearer import (
     BearerError,
     InvalidToken,
@@ -157,6 +158,8 @@ class TrustAssociationMiddleware:
             PASSED_UNINTERCEPTED.inc()
             return self.app(environ, start_response)
 
+        token: str | None = None
+        identity: Identity | None = None
         try:
             token = take_request_token(
                 environ,
@@ -176,12 +179,7 @@ class TrustAssociationMiddleware:
             rule.check(identity)
         except BearerError as refusal:
             REFUSED_BY_ERROR[refusal.error].inc()
-            logger.info(
-                "refused %s %s: %s",
-                environ.get("REQUEST_METHOD", "GET"),
-                environ.get("PATH_INFO", ""),
-                refusal.error or "missing_token",
-            )
+            self._record_refusal(environ, refusal, token, identity)
             return self._refuse(refusal, start_response)
 
         ALLOWED_BY_TOKEN.inc()
@@ -190,6 +188,26 @@ class TrustAssociationMiddleware:
         environ["AUTH_TYPE"] = "Bearer"
         environ[ENVIRON_KEY] = identity
         return self.app(environ, start_response)
+
+    def _record_refusal(
+        self,
+        environ: WSGIEnvironment,
+        refusal: BearerError,
+        token: str | None,
+        identity: Identity | None,
+    ) -> None:
+        # Refusals are what a security team asks about later; the token
+        # appears only as the short keyed hash the cache uses.
+        audit(
+            "request_refused",
+            by=BY_CONSUMER,
+            user=None if identity is None else identity.user,
+            consumer=None if identity is None else identity.consumer_id,
+            token=None if token is None else self.cache.key(token)[:LOG_HASH_CHARS],
+            reason=refusal.error or "missing_token",
+            method=str(environ.get("REQUEST_METHOD", "GET")),
+            path=str(environ.get("PATH_INFO", "")),
+        )
 
     def resolve(self, token: str) -> Identity:
         """Return the identity behind ``token``.

@@ -83,3 +83,28 @@ def test_decisions_and_tiers_are_counted(provider: Provider) -> None:
         "provider": 2,
         "negative": 1,
     }
+
+
+def test_refusals_are_in_the_audit_trail_without_the_token(
+    provider: Provider, caplog: Any
+) -> None:
+    provider.registry.add("audit-app", "Audit App", "https://a.example/cb")
+    grant = provider.store.consent("bob", "audit-app", "connections")
+    provider.store.issue(grant, "audit-token", None, 3600)
+    policy = InterceptPolicy([InterceptRule("/api/", scopes=frozenset({"admin"}))])
+    web = TestApp(
+        TrustAssociationMiddleware(
+            _ok, provider.store, TokenCache(b"a" * 32), policy=policy
+        )
+    )
+
+    with caplog.at_level("INFO", logger="oauth_tai.audit"):
+        web.get("/api/x", headers={"Authorization": "Bearer audit-token"}, status=403)
+        web.get("/api/x", headers={"Authorization": "Bearer wrong-token"}, status=401)
+
+    lines = [r.getMessage() for r in caplog.records if r.name == "oauth_tai.audit"]
+    assert len(lines) == 2, lines
+    assert "insufficient_scope" in lines[0] and "audit-app" in lines[0]
+    assert "bob" in lines[0]
+    assert "invalid_token" in lines[1]
+    assert not any("audit-token" in line or "wrong-token" in line for line in lines)
