@@ -34,6 +34,7 @@ class Identity:
     expires_at: int
     token_hash: str
     audiences: frozenset[str] = frozenset()
+    issuer: str | None = None
 
     def has_scopes(self, required: frozenset[str]) -> bool:
         return required <= self.scopes
@@ -82,6 +83,7 @@ def identity_from_answer(
         expires_at=expires_at,
         token_hash=token_hash,
         audiences=frozenset(audiences),
+        issuer=issuer if isinstance(issuer := answer.get("iss"), str) else None,
     )
 
 

@@ -98,6 +98,9 @@ class TrustAssociationMiddleware:
         upstream services; a client's copies are removed from every
         request, intercepted or not.
     :param user_claims: the answer's claims tried in order for the user.
+    :param report_only: decide and log every request, but block none: a
+        refused request reaches the app without an identity, so the
+        middleware can run beside another gateway before it takes over.
     :param breaker: the circuit breaker in front of ``validator``; one with
         the default thresholds when omitted.
 
@@ -126,6 +129,7 @@ class TrustAssociationMiddleware:
         allow_query_token: bool = False,
         identity_headers: Iterable[str] = IDENTITY_HEADERS,
         user_claims: Sequence[str] = DEFAULT_USER_CLAIMS,
+        report_only: bool = False,
         breaker: CircuitBreaker | None = None,
     ) -> None:
         self.app = app
@@ -138,6 +142,7 @@ class TrustAssociationMiddleware:
         self.allow_body_token = allow_body_token
         self.allow_query_token = allow_query_token
         self.user_claims = tuple(user_claims)
+        self.report_only = report_only
         # Servers turn both "X-Auth-User" and "X_Auth_User" into the same
         # environ key, so one key per name covers every spelling.
         self._spoofable = tuple(
@@ -180,6 +185,8 @@ class TrustAssociationMiddleware:
         except BearerError as refusal:
             REFUSED_BY_ERROR[refusal.error].inc()
             self._record_refusal(environ, refusal, token, identity)
+            if self.report_only:
+                return self.app(environ, start_response)
             return self._refuse(refusal, start_response)
 
         ALLOWED_BY_TOKEN.inc()
@@ -205,6 +212,7 @@ class TrustAssociationMiddleware:
             consumer=None if identity is None else identity.consumer_id,
             token=None if token is None else self.cache.key(token)[:LOG_HASH_CHARS],
             reason=refusal.error or "missing_token",
+            report_only=self.report_only,
             method=str(environ.get("REQUEST_METHOD", "GET")),
             path=str(environ.get("PATH_INFO", "")),
         )

@@ -32,6 +32,7 @@ class InterceptRule:
     :param require_user: refuse a consumer-only token (client credentials)
         with 403.
     :param audience: if set, a value the token's ``aud`` must include.
+    :param issuer: if set, the token's ``iss``, exactly.
 
     ::
 
@@ -45,6 +46,7 @@ class InterceptRule:
     oauth_only: bool = True
     require_user: bool = False
     audience: str | None = None
+    issuer: str | None = None
     _regex: re.Pattern[str] | None = field(
         init=False, repr=False, compare=False, default=None
     )
@@ -68,6 +70,9 @@ class InterceptRule:
 
         if self.audience is not None and self.audience not in identity.audiences:
             raise InvalidToken("the access token is not meant for this resource")
+
+        if self.issuer is not None and identity.issuer != self.issuer:
+            raise InvalidToken("the access token comes from another issuer")
 
         if not self.scopes <= identity.scopes:
             raise InsufficientScope("the access token lacks a scope", self.scope)

@@ -87,6 +87,10 @@ class Settings:
     cache_size: int = field(
         default=100_000, metadata=_doc("Entries held in the in-process cache.")
     )
+    report_only: bool = field(
+        default=False,
+        metadata=_doc("Log the middleware's refusals but let requests through."),
+    )
     max_stale: int = field(
         default=0,
         metadata=_doc(

@@ -263,6 +263,7 @@ def _identity_to_json(identity: Identity) -> dict[str, Any]:
         "x": identity.expires_at,
         "h": identity.token_hash,
         "a": sorted(identity.audiences),
+        "i": identity.issuer,
     }
 
 
@@ -275,4 +276,5 @@ def _identity_from_json(data: dict[str, Any]) -> Identity:
         expires_at=int(data["x"]),
         token_hash=data["h"],
         audiences=frozenset(data.get("a", ())),
+        issuer=data.get("i"),
     )

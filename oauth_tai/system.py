@@ -199,6 +199,7 @@ def build_system(settings: Settings) -> System:
         realm=settings.realm,
         policy=CONNECTIONS_POLICY,
         breaker=build_breaker(settings),
+        report_only=settings.report_only,
     )
     # The Application Access page lives under /connections/ too, but the
     # provider serves it with the user's browser session, not a token.

@@ -235,3 +235,31 @@ def test_an_unreadable_answer_is_an_inactive_token() -> None:
     web.get("/api/v1/x", headers=bearer("bad-scope"), status=401)
     web.get("/api/v1/x", headers=bearer("bad-exp"), status=401)
     web.get("/api/admin/x", headers=bearer("list-scope"), status=200)
+
+
+def test_issuer_is_checked_when_a_rule_names_one() -> None:
+    validator = Answers(
+        {
+            "ours": {"client_id": "c", "exp": FAR, "iss": "https://idp.example"},
+            "theirs": {"client_id": "c", "exp": FAR, "iss": "https://idp.example/"},
+            "none": {"client_id": "c", "exp": FAR},
+        }
+    )
+    policy = InterceptPolicy([InterceptRule("/api/", issuer="https://idp.example")])
+    web = TestApp(TrustAssociationMiddleware(EchoApp(), validator, policy=policy))
+
+    web.get("/api/x", headers=bearer("ours"), status=200)
+    web.get("/api/x", headers=bearer("theirs"), status=401)
+    web.get("/api/x", headers=bearer("none"), status=401)
+
+
+def test_report_only_lets_refused_requests_through_without_identity() -> None:
+    validator = Answers({"good": {"client_id": "c", "username": "u", "exp": FAR}})
+    echo, web = _app(validator, report_only=True)
+
+    assert web.get("/api/v1/x", headers=bearer("good")).json["REMOTE_USER"] == "u"
+    refused = web.get("/api/v1/x", headers=bearer("bad")).json
+    assert refused["REMOTE_USER"] is None and refused["identity"] is None
+    assert web.get("/api/admin/x", headers=bearer("good")).json["identity"] is None
+    assert web.get("/api/v1/x").status_int == 200
+    assert len(echo.calls) == 4
