@@ -119,6 +119,17 @@ class Settings:
     introspection_timeout: float = field(
         default=2.0, metadata=_doc("Connect and read timeout, in seconds.")
     )
+    introspection_auth_method: str = field(
+        default="client_secret_basic",
+        metadata=_doc("client_secret_basic, client_secret_post or private_key_jwt."),
+    )
+    introspection_private_key_file: str = field(
+        default="",
+        metadata=_doc("PEM private key for private_key_jwt."),
+    )
+    introspection_key_id: str = field(
+        default="", metadata=_doc("The kid of that key at the provider, if any.")
+    )
     jwks_url: str = field(
         default="",
         metadata=_doc("JWKS of a provider whose JWT access tokens to trust."),

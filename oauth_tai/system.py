@@ -31,6 +31,7 @@ from oauth_tai.provider.validator import ProviderValidator
 from oauth_tai.rules import InterceptPolicy, InterceptRule
 from oauth_tai.settings import Settings
 from oauth_tai.validators import TokenValidator
+from oauth_tai.validators.client_auth import ClientAuth
 from oauth_tai.validators.introspection import IntrospectionClient
 from oauth_tai.validators.jwt import JwtIssuer, JwtValidator
 
@@ -113,6 +114,16 @@ def build_breaker(settings: Settings) -> CircuitBreaker:
     return CircuitBreaker(settings.breaker_failures, settings.breaker_cooldown)
 
 
+def _read_key(path: str) -> str:
+    if not path:
+        return ""
+    try:
+        with open(path, encoding="ascii") as handle:
+            return handle.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigurationError(f"cannot read the private key {path}") from exc
+
+
 def build_validator(settings: Settings, provider: Provider | None) -> TokenValidator:
     """The provider's own store, or the remote provider the settings name.
 
@@ -125,8 +136,15 @@ def build_validator(settings: Settings, provider: Provider | None) -> TokenValid
         return IntrospectionClient(
             settings.introspection_url,
             settings.introspection_client_id,
-            settings.introspection_client_secret,
             timeout=settings.introspection_timeout,
+            auth=ClientAuth(
+                settings.introspection_auth_method,
+                settings.introspection_client_id,
+                client_secret=settings.introspection_client_secret,
+                private_key=_read_key(settings.introspection_private_key_file),
+                key_id=settings.introspection_key_id,
+                audience=settings.introspection_url,
+            ),
         )
     if provider is None:
         raise ConfigurationError("no local token store and no remote provider set")

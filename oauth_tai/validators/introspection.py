@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
 from collections.abc import Mapping
 from typing import Any, Final
-from urllib.parse import quote, urlencode
+from urllib.parse import urlencode
 
 import urllib3
 
 from oauth_tai.errors import ConfigurationError, ProviderUnavailable
 from oauth_tai.metrics import INTROSPECTION_ERRORS, INTROSPECTION_SECONDS
+from oauth_tai.validators.client_auth import ClientAuth
 
 logger = logging.getLogger(__name__)
 
@@ -22,31 +22,42 @@ POOL_SIZE: Final = 10
 
 
 class IntrospectionClient:
-    """Call an RFC 7662 endpoint with client credentials (HTTP Basic).
+    """Call an RFC 7662 endpoint with the resource server's credentials.
 
     :param url: the provider's introspection endpoint.
     :param client_id: this resource server's consumer id at the provider.
     :param client_secret: its secret.
     :param timeout: connect and read timeout, in seconds.
+    :param auth: how to authenticate, when not HTTP Basic with the secret
+        (see :mod:`oauth_tai.validators.client_auth`).
     """
 
     def __init__(
-        self, url: str, client_id: str, client_secret: str, timeout: float = 2.0
+        self,
+        url: str,
+        client_id: str,
+        client_secret: str = "",
+        timeout: float = 2.0,
+        *,
+        auth: ClientAuth | None = None,
     ) -> None:
         if not url.startswith(("https://", "http://")):
             raise ConfigurationError("the introspection URL must be http(s)")
-        if not client_id or not client_secret:
-            raise ConfigurationError("introspection needs a client id and secret")
+        if auth is None:
+            auth = ClientAuth(
+                "client_secret_basic", client_id, client_secret=client_secret
+            )
 
         self.url = url
         self.client_id = client_id
-        # RFC 6749 §2.3.1: id and secret are form-encoded before Basic.
-        pair = f"{quote(client_id, safe='')}:{quote(client_secret, safe='')}"
+        self.auth = auth
         self._headers = {
-            "Authorization": "Basic " + base64.b64encode(pair.encode()).decode(),
             "Content-Type": "application/x-www-form-urlencoded",
             "Accept": "application/json",
         }
+        header = auth.header()
+        if header is not None:
+            self._headers["Authorization"] = header
         self._pool = urllib3.PoolManager(
             maxsize=POOL_SIZE,
             timeout=urllib3.Timeout(connect=timeout, read=timeout),
@@ -63,7 +74,8 @@ class IntrospectionClient:
         reached, answers 5xx or something that is not JSON, or refuses our
         credentials.
         """
-        body = urlencode({"token": token, "token_type_hint": "access_token"})
+        fields = {"token": token, "token_type_hint": "access_token"}
+        body = urlencode({**fields, **self.auth.fields()})
         try:
             with INTROSPECTION_SECONDS.time():
                 response = self._pool.request(

@@ -25,6 +25,7 @@ import requests
 from authlib.oauth2 import AuthorizationServer
 from authlib.oauth2.rfc6749 import ClientMixin, OAuth2Payload, OAuth2Request
 from authlib.oauth2.rfc6749.grants import ResourceOwnerPasswordCredentialsGrant
+from authlib.oauth2.rfc7523 import JWTBearerClientAssertion
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint
 from authlib.oauth2.rfc9068 import JWTBearerTokenGenerator, JWTIntrospectionEndpoint
 from cryptography.hazmat.primitives import serialization
@@ -49,10 +50,20 @@ Key = RSAKey | ECKey | OKPKey
 class Client(ClientMixin):
     """A consumer or resource server registered at the Authlib provider."""
 
-    def __init__(self, client_id: str, secret: str, name: str) -> None:
+    def __init__(
+        self,
+        client_id: str,
+        secret: str,
+        name: str,
+        *,
+        auth_method: str = "client_secret_basic",
+        public_key: str = "",
+    ) -> None:
         self.client_id = client_id
         self.secret = secret
         self.name = name
+        self.auth_method = auth_method
+        self.public_key = public_key
 
     def get_client_id(self) -> str:
         return self.client_id
@@ -65,7 +76,7 @@ class Client(ClientMixin):
         return secrets.compare_digest(client_secret, self.secret)
 
     def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:
-        return method == "client_secret_basic"
+        return method == self.auth_method
 
     def check_grant_type(self, grant_type: str) -> bool:
         return grant_type == "password" and self.client_id == CONSUMER_ID
@@ -132,6 +143,7 @@ class AuthlibProvider:
         self.signing_key: Key = RSAKey.generate_key(2048, parameters=_kid())
         self.published: list[Key] = [self.signing_key]
         self.jwks_requests = 0
+        self.assertion_ids: set[str] = set()
         self.jwks_status = 200
         self._stopped = False
         self._lock = threading.Lock()
@@ -312,7 +324,28 @@ class AuthlibProvider:
                     extra["username"] = user.username
                 return extra
 
+        class KeyAssertion(JWTBearerClientAssertion):
+            # RFC 7523 §2.2 as OpenID names it: the resource server signs a
+            # short JWT with its own key instead of sending a secret.
+            CLIENT_AUTH_METHOD = "private_key_jwt"
+
+            def get_audiences(self) -> list[str]:
+                return [provider.introspection_url]
+
+            def validate_jti(self, claims: Any, jti: str) -> bool:
+                if jti in provider.assertion_ids:
+                    return False
+                provider.assertion_ids.add(jti)
+                return True
+
+            def resolve_client_public_key(self, client: Client) -> str:
+                return client.public_key
+
+        auth_methods = ["client_secret_basic", "private_key_jwt"]
+
         class JwtIntrospection(JWTIntrospectionEndpoint):
+            CLIENT_AUTH_METHODS = auth_methods
+
             def get_jwks(self) -> KeySet:
                 return KeySet.import_key_set(provider.jwks())
 
@@ -328,6 +361,8 @@ class AuthlibProvider:
                 return None
 
         class OtherTokens(IntrospectionEndpoint):
+            CLIENT_AUTH_METHODS = auth_methods
+
             # Tokens that are not this provider's valid JWTs land here.
             def query_token(self, token: str, hint: str | None) -> None:
                 return None
@@ -338,6 +373,7 @@ class AuthlibProvider:
                 return bool(client.client_id == RESOURCE_SERVER_ID)
 
         server = Server()
+        server.register_client_auth_method("private_key_jwt", KeyAssertion())
         server.register_grant(PasswordGrant)
         server.register_token_generator(
             "default", Generator(issuer=self.issuer, alg="RS256")
