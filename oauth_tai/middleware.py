@@ -59,13 +59,16 @@ from oauth_tai.metrics import (
     PROVIDER_ANSWERS,
     REFUSED_BY_ERROR,
 )
-from oauth_tai.rules import InterceptPolicy
+from oauth_tai.rules import InterceptPolicy, InterceptRule
 from oauth_tai.validators import TokenValidator
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
 logger = logging.getLogger(__name__)
+
+# Where report-only mode keeps, for one request, the tier that answered.
+TIER_KEY = "oauth_tai.report_tier"
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,16 +183,26 @@ class TrustAssociationMiddleware:
             if token is None:
                 raise MissingToken()
 
+            if self.report_only:
+                environ[TIER_KEY] = self._tier(token)
             identity = self.resolve(token)
             rule.check(identity)
         except BearerError as refusal:
             REFUSED_BY_ERROR[refusal.error].inc()
-            self._record_refusal(environ, refusal, token, identity)
+            self._record_refusal(environ, refusal, token, identity, rule)
             if self.report_only:
                 return self.app(environ, start_response)
             return self._refuse(refusal, start_response)
 
         ALLOWED_BY_TOKEN.inc()
+        if self.report_only:
+            logger.info(
+                "report-only: would allow %s %s (rule %s, answered by %s)",
+                environ.get("REQUEST_METHOD", "GET"),
+                environ.get("PATH_INFO", ""),
+                rule.prefix,
+                environ.pop(TIER_KEY, "provider"),
+            )
         if identity.user is not None:
             environ["REMOTE_USER"] = identity.user
         environ["AUTH_TYPE"] = "Bearer"
@@ -202,9 +215,13 @@ class TrustAssociationMiddleware:
         refusal: BearerError,
         token: str | None,
         identity: Identity | None,
+        rule: InterceptRule,
     ) -> None:
         # Refusals are what a security team asks about later; the token
         # appears only as the short keyed hash the cache uses.
+        details: dict[str, str | bool] = {}
+        if self.report_only:
+            details = {"report_only": True, "tier": str(environ.pop(TIER_KEY, ""))}
         audit(
             "request_refused",
             by=BY_CONSUMER,
@@ -212,10 +229,19 @@ class TrustAssociationMiddleware:
             consumer=None if identity is None else identity.consumer_id,
             token=None if token is None else self.cache.key(token)[:LOG_HASH_CHARS],
             reason=refusal.error or "missing_token",
-            report_only=self.report_only,
+            rule=rule.pattern or rule.prefix,
             method=str(environ.get("REQUEST_METHOD", "GET")),
             path=str(environ.get("PATH_INFO", "")),
+            **details,
         )
+
+    def _tier(self, token: str) -> str:
+        # Report-only mode says which tier would answer; the extra lookups
+        # are paid only there.
+        key = self.cache.key(token)
+        if not isinstance(self.cache.get_local(key), Miss):
+            return "l1"
+        return "l2" if not isinstance(self.cache.get(key), Miss) else "provider"
 
     def resolve(self, token: str) -> Identity:
         """Return the identity behind ``token``.

@@ -263,3 +263,22 @@ def test_report_only_lets_refused_requests_through_without_identity() -> None:
     assert web.get("/api/admin/x", headers=bearer("good")).json["identity"] is None
     assert web.get("/api/v1/x").status_int == 200
     assert len(echo.calls) == 4
+
+
+def test_report_only_logs_rule_tier_and_reason(caplog: Any) -> None:
+    validator = Answers({"good": {"client_id": "c", "username": "u", "exp": FAR}})
+    _, web = _app(validator, report_only=True)
+
+    with caplog.at_level("INFO"):
+        web.get("/api/admin/x", headers=bearer("good"))
+        web.get("/api/admin/x", headers=bearer("good"))
+        web.get("/api/v1/x", headers=bearer("good"))
+
+    audit = [r.getMessage() for r in caplog.records if r.name == "oauth_tai.audit"]
+    allowed = [
+        r.getMessage() for r in caplog.records if "would allow" in r.getMessage()
+    ]
+    assert len(audit) == 2
+    assert "insufficient_scope" in audit[0] and "/api/admin/" in audit[0]
+    assert "provider" in audit[0] and "l1" in audit[1]
+    assert len(allowed) == 1 and "l1" in allowed[0]
