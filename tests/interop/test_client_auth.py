@@ -49,13 +49,11 @@ def _pem_pair(kind: str) -> tuple[str, str]:
     return private, public
 
 
-@pytest.mark.parametrize("kind", ["rsa", "ec"])
-def test_private_key_jwt_is_accepted_by_authlib(
-    authlib_provider: AuthlibProvider, kind: str
-) -> None:
-    """Authlib checks the assertion's signature, iss, sub, aud, exp and jti."""
-    private, public = _pem_pair(kind)
-    authlib_provider.clients[RESOURCE_SERVER_ID] = Client(
+def _key_client(
+    provider: AuthlibProvider, public: str, private: str
+) -> IntrospectionClient:
+    """Register the resource server by its public key; sign with ``private``."""
+    provider.clients[RESOURCE_SERVER_ID] = Client(
         RESOURCE_SERVER_ID,
         "",
         "Files API",
@@ -66,11 +64,20 @@ def test_private_key_jwt_is_accepted_by_authlib(
         "private_key_jwt",
         RESOURCE_SERVER_ID,
         private_key=private,
-        audience=authlib_provider.introspection_url,
+        audience=provider.introspection_url,
     )
-    client = IntrospectionClient(
-        authlib_provider.introspection_url, RESOURCE_SERVER_ID, auth=auth
+    return IntrospectionClient(
+        provider.introspection_url, RESOURCE_SERVER_ID, auth=auth
     )
+
+
+@pytest.mark.parametrize("kind", ["rsa", "ec"])
+def test_private_key_jwt_is_accepted_by_authlib(
+    authlib_provider: AuthlibProvider, kind: str
+) -> None:
+    """Authlib checks the assertion's signature, iss, sub, aud, exp and jti."""
+    private, public = _pem_pair(kind)
+    client = _key_client(authlib_provider, public, private)
     token = authlib_provider.issue_token()
 
     first = client.introspect(token)
@@ -86,22 +93,7 @@ def test_a_key_the_provider_does_not_hold_is_refused(
 ) -> None:
     _, public = _pem_pair("rsa")
     other_private, _ = _pem_pair("rsa")
-    authlib_provider.clients[RESOURCE_SERVER_ID] = Client(
-        RESOURCE_SERVER_ID,
-        "",
-        "Files API",
-        auth_method="private_key_jwt",
-        public_key=public,
-    )
-    auth = ClientAuth(
-        "private_key_jwt",
-        RESOURCE_SERVER_ID,
-        private_key=other_private,
-        audience=authlib_provider.introspection_url,
-    )
-    client = IntrospectionClient(
-        authlib_provider.introspection_url, RESOURCE_SERVER_ID, auth=auth
-    )
+    client = _key_client(authlib_provider, public, other_private)
 
     with pytest.raises(ProviderUnavailable):
         client.introspect(authlib_provider.issue_token())
