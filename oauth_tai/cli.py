@@ -92,6 +92,7 @@ def _parser() -> argparse.ArgumentParser:
 
     gateway = commands.add_parser(
         "gateway",
+        parents=[_policy_options()],
         help="answer nginx auth_request and Traefik ForwardAuth at /auth, "
         "or proxy to --upstream",
     )
@@ -102,19 +103,6 @@ def _parser() -> argparse.ArgumentParser:
         "--hide-token",
         action="store_true",
         help="drop bearer Authorization headers before the upstream",
-    )
-    gateway.add_argument(
-        "--prefix",
-        action="append",
-        default=[],
-        help="paths under PREFIX need a token (repeatable; default /)",
-    )
-    gateway.add_argument(
-        "--exclude",
-        action="append",
-        default=[],
-        metavar="PREFIX",
-        help="paths under PREFIX never need one (repeatable)",
     )
     gateway.set_defaults(run=_gateway)
 
@@ -143,6 +131,25 @@ def _parser() -> argparse.ArgumentParser:
     purge.set_defaults(run=_tokens_purge)
     _add_operations(commands, common)
     return parser
+
+
+def _policy_options() -> argparse.ArgumentParser:
+    """The gateway's path rules; check-token takes the same to judge as it."""
+    policy = argparse.ArgumentParser(add_help=False)
+    policy.add_argument(
+        "--prefix",
+        action="append",
+        default=[],
+        help="paths under PREFIX need a token (repeatable; default /)",
+    )
+    policy.add_argument(
+        "--exclude",
+        action="append",
+        default=[],
+        metavar="PREFIX",
+        help="paths under PREFIX never need one (repeatable)",
+    )
+    return policy
 
 
 def _add_clients(commands: Any, common: argparse.ArgumentParser) -> None:
@@ -231,7 +238,7 @@ def _add_users(commands: Any, common: argparse.ArgumentParser) -> None:
 def _add_operations(commands: Any, common: argparse.ArgumentParser) -> None:
     check = commands.add_parser(
         "check-token",
-        parents=[common],
+        parents=[common, _policy_options()],
         help="explain what the middleware decides for a token read from stdin",
     )
     check.add_argument(
@@ -244,19 +251,6 @@ def _add_operations(commands: Any, common: argparse.ArgumentParser) -> None:
         "--file",
         metavar="F",
         help="read the token from file F instead of standard input",
-    )
-    check.add_argument(
-        "--prefix",
-        action="append",
-        default=[],
-        help="judge as a gateway run with this --prefix (repeatable)",
-    )
-    check.add_argument(
-        "--exclude",
-        action="append",
-        default=[],
-        metavar="PREFIX",
-        help="judge as a gateway run with this --exclude (repeatable)",
     )
     check.set_defaults(run=_check_token)
 

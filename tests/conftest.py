@@ -245,6 +245,26 @@ def provider(settings: Settings) -> Iterator[Provider]:
 
 
 @dataclass
+class Process:
+    """A server process of the test's own, on a loopback port."""
+
+    base: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=10)
+
+
+@dataclass
 class LiveServer:
     """``oauth-tai serve`` running as its own process on a loopback port."""
 

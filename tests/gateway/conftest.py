@@ -25,6 +25,7 @@ import pytest
 from oauth_tai.system import Provider, open_provider
 from tests.conftest import (
     LiveServer,
+    Process,
     database_env,
     free_port,
     server_env,
@@ -115,18 +116,6 @@ def deployment(
             schemas.drop(schema)
 
 
-@dataclass
-class GatewayProcess:
-    """``oauth-tai gateway`` running as its own process on a loopback port."""
-
-    base: str
-    process: subprocess.Popen[bytes]
-    log_path: Path
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-
 def gateway_command(port: int, *args: str) -> list[str]:
     return [
         sys.executable,
@@ -144,12 +133,12 @@ def gateway_command(port: int, *args: str) -> list[str]:
 @pytest.fixture(scope="module")
 def start_gateway(
     tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[Callable[..., GatewayProcess]]:
+) -> Iterator[Callable[..., Process]]:
     """Start gateways on demand; stop them all at the end of the module."""
-    started: list[GatewayProcess] = []
+    started: list[Process] = []
     logs = tmp_path_factory.mktemp("gateway-logs")
 
-    def start(env: dict[str, str], *args: str) -> GatewayProcess:
+    def start(env: dict[str, str], *args: str) -> Process:
         port = free_port()
         log_path = logs / f"{port}.log"
         with open(log_path, "wb") as log:
@@ -159,7 +148,7 @@ def start_gateway(
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-        gateway = GatewayProcess(f"http://127.0.0.1:{port}", process, log_path)
+        gateway = Process(f"http://127.0.0.1:{port}", process, log_path)
         started.append(gateway)
         try:
             wait_for_port(port, process)

@@ -25,10 +25,10 @@ from tests.gateway.conftest import (
     RESOURCE_SERVER_ID,
     USER,
     Deployment,
-    GatewayProcess,
+    Process,
 )
 
-StartGateway = Callable[..., GatewayProcess]
+StartGateway = Callable[..., Process]
 
 
 def nginx(method: str, uri: str, token: str | None = None) -> dict[str, str]:
@@ -52,12 +52,12 @@ def traefik(method: str, uri: str, token: str | None = None) -> dict[str, str]:
     return headers
 
 
-def ask(gateway: GatewayProcess, headers: dict[str, str]) -> requests.Response:
+def ask(gateway: Process, headers: dict[str, str]) -> requests.Response:
     return requests.get(gateway.base + "/auth", headers=headers, timeout=10)
 
 
 @pytest.fixture(scope="module")
-def decision(deployment: Deployment, start_gateway: StartGateway) -> GatewayProcess:
+def decision(deployment: Deployment, start_gateway: StartGateway) -> Process:
     """A decision endpoint guarding /api/ but not /api/public/."""
     return start_gateway(
         deployment.remote_env(), "--prefix", "/api/", "--exclude", "/api/public/"
@@ -65,7 +65,7 @@ def decision(deployment: Deployment, start_gateway: StartGateway) -> GatewayProc
 
 
 def test_valid_token_gets_200_with_the_identity(
-    deployment: Deployment, decision: GatewayProcess
+    deployment: Deployment, decision: Process
 ) -> None:
     """The answer names the user, the consumer and the scopes for the proxy."""
     answer = ask(decision, nginx("GET", "/api/reports?year=2024", deployment.token))
@@ -80,7 +80,7 @@ def test_valid_token_gets_200_with_the_identity(
     assert unquote(encoded) == CONSUMER_NAME
 
 
-def test_no_token_gets_401_with_a_challenge(decision: GatewayProcess) -> None:
+def test_no_token_gets_401_with_a_challenge(decision: Process) -> None:
     """RFC 6750 §3.1: a request without credentials gets no error code."""
     answer = ask(decision, nginx("GET", "/api/reports"))
 
@@ -89,7 +89,7 @@ def test_no_token_gets_401_with_a_challenge(decision: GatewayProcess) -> None:
     assert "X-Auth-User" not in answer.headers
 
 
-def test_unknown_token_gets_401_invalid_token(decision: GatewayProcess) -> None:
+def test_unknown_token_gets_401_invalid_token(decision: Process) -> None:
     """A token the provider never issued is refused with invalid_token."""
     answer = ask(decision, nginx("POST", "/api/reports", secrets.token_urlsafe(32)))
 
@@ -100,7 +100,7 @@ def test_unknown_token_gets_401_invalid_token(decision: GatewayProcess) -> None:
     assert "X-Auth-User" not in answer.headers
 
 
-def test_malformed_authorization_gets_400(decision: GatewayProcess) -> None:
+def test_malformed_authorization_gets_400(decision: Process) -> None:
     """A header that is not one bearer token is the client's mistake."""
     headers = nginx("GET", "/api/reports")
     headers["Authorization"] = "Bearer two tokens"
@@ -112,7 +112,7 @@ def test_malformed_authorization_gets_400(decision: GatewayProcess) -> None:
 
 
 def test_traefik_headers_decide_like_nginx_ones(
-    deployment: Deployment, decision: GatewayProcess
+    deployment: Deployment, decision: Process
 ) -> None:
     """X-Forwarded-Method and X-Forwarded-Uri name the original request."""
     allowed = ask(decision, traefik("DELETE", "/api/reports/7", deployment.token))
@@ -126,7 +126,7 @@ def test_traefik_headers_decide_like_nginx_ones(
 
 
 def test_path_the_policy_leaves_alone_gets_200_without_identity(
-    deployment: Deployment, decision: GatewayProcess
+    deployment: Deployment, decision: Process
 ) -> None:
     """Outside the prefixes, or excluded: allowed, and nobody is named."""
     for uri in ("/", "/about", "/api/public/status"):
@@ -138,7 +138,7 @@ def test_path_the_policy_leaves_alone_gets_200_without_identity(
 
 
 def test_dot_segments_cannot_walk_out_of_a_guarded_path(
-    decision: GatewayProcess,
+    decision: Process,
 ) -> None:
     """The policy judges the path the upstream will serve, not the raw URI."""
     for uri in (
@@ -153,7 +153,7 @@ def test_dot_segments_cannot_walk_out_of_a_guarded_path(
 
 
 def test_client_cannot_choose_the_request_that_is_judged(
-    deployment: Deployment, decision: GatewayProcess
+    deployment: Deployment, decision: Process
 ) -> None:
     """Both kinds of original-request headers: one came from the client."""
     # Traefik names the guarded request; the client adds a public one.
@@ -168,7 +168,7 @@ def test_client_cannot_choose_the_request_that_is_judged(
     assert mixed.json()["error"] == "invalid_request"
 
 
-def test_only_auth_is_answered(decision: GatewayProcess) -> None:
+def test_only_auth_is_answered(decision: Process) -> None:
     """Any other path of the gateway is 404, never a decision."""
     answer = requests.get(
         decision.base + "/api/reports", headers=nginx("GET", "/"), timeout=10
@@ -208,7 +208,7 @@ def test_local_store_gateway_follows_revocations(
 
 
 def wait_for_status(
-    gateway: GatewayProcess, headers: dict[str, str], status: int
+    gateway: Process, headers: dict[str, str], status: int
 ) -> requests.Response:
     """Ask until the answer has ``status``, for at most 10 s; the last answer."""
     deadline = time.monotonic() + 10

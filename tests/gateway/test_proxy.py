@@ -19,12 +19,12 @@ from tests.gateway.conftest import (
     CONSUMER_ID,
     USER,
     Deployment,
-    GatewayProcess,
+    Process,
     Upstream,
     pattern,
 )
 
-StartGateway = Callable[..., GatewayProcess]
+StartGateway = Callable[..., Process]
 
 BIG = 5 * 1024 * 1024
 
@@ -32,7 +32,7 @@ BIG = 5 * 1024 * 1024
 @pytest.fixture(scope="module")
 def proxy(
     deployment: Deployment, upstream: Upstream, start_gateway: StartGateway
-) -> GatewayProcess:
+) -> Process:
     """A proxy to the echo upstream, guarding /api/."""
     return start_gateway(
         deployment.remote_env(),
@@ -57,9 +57,7 @@ def received(response: requests.Response) -> dict[str, Any]:
     return echo
 
 
-def test_identity_headers_are_added(
-    deployment: Deployment, proxy: GatewayProcess
-) -> None:
+def test_identity_headers_are_added(deployment: Deployment, proxy: Process) -> None:
     """The upstream learns the user, consumer and scope; the path is kept."""
     response = requests.get(
         proxy.base + "/api/reports?year=2024&q=a%20b",
@@ -76,7 +74,7 @@ def test_identity_headers_are_added(
 
 
 def test_spoofed_identity_headers_are_removed(
-    deployment: Deployment, proxy: GatewayProcess
+    deployment: Deployment, proxy: Process
 ) -> None:
     """Whatever their spelling, on guarded and unguarded paths alike."""
     spoofs = {
@@ -108,7 +106,7 @@ def test_spoofed_identity_headers_are_removed(
 
 
 def test_hop_by_hop_headers_stop_at_the_gateway(
-    deployment: Deployment, proxy: GatewayProcess
+    deployment: Deployment, proxy: Process
 ) -> None:
     """Connection and what it names, Keep-Alive, Proxy-*, TE: both ways."""
     response = requests.get(
@@ -141,7 +139,7 @@ def test_hop_by_hop_headers_stop_at_the_gateway(
 
 
 def test_forwarded_headers_are_set(
-    deployment: Deployment, proxy: GatewayProcess, upstream: Upstream
+    deployment: Deployment, proxy: Process, upstream: Upstream
 ) -> None:
     """X-Forwarded-For extends the client's list; Proto and Host are the gateway's."""
     response = requests.get(
@@ -184,7 +182,7 @@ def test_hide_token_keeps_the_token_from_the_upstream(
 
 
 def test_large_bodies_pass_through_intact(
-    deployment: Deployment, proxy: GatewayProcess
+    deployment: Deployment, proxy: Process
 ) -> None:
     """5 MB up and 5 MB down, byte for byte."""
     upload = secrets.token_bytes(BIG)
@@ -211,9 +209,7 @@ def test_large_bodies_pass_through_intact(
     assert downloaded.content == pattern(BIG)
 
 
-def test_chunked_upload_passes_through(
-    deployment: Deployment, proxy: GatewayProcess
-) -> None:
+def test_chunked_upload_passes_through(deployment: Deployment, proxy: Process) -> None:
     """A body without Content-Length goes upstream chunked, byte for byte."""
     pieces = [secrets.token_bytes(100_000) for _ in range(20)]
 
@@ -232,7 +228,7 @@ def test_chunked_upload_passes_through(
 
 
 def test_refused_requests_never_reach_the_upstream(
-    proxy: GatewayProcess, upstream: Upstream
+    proxy: Process, upstream: Upstream
 ) -> None:
     """No token, a bad token, a dot-segment detour: refused at the gateway."""
     before = len(upstream.requests)

@@ -5,13 +5,12 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import free_port, wait_for_port
+from tests.conftest import Process, free_port, wait_for_port
 from tests.oauth_client import loopback_session
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -32,26 +31,6 @@ def scrape(url: str) -> Samples:
 def value(samples: Samples, name: str, **labels: str) -> float:
     """Return one sample's value; 0 for a series that was never touched."""
     return samples.get((name, tuple(sorted(labels.items()))), 0.0)
-
-
-@dataclass
-class Process:
-    """A server process of the test's own, on a loopback port."""
-
-    base: str
-    process: subprocess.Popen[bytes]
-    log_path: Path
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=10)
 
 
 def start_process(
