@@ -124,16 +124,25 @@ def take_token(headers: Iterable[str]) -> str | None:
     if len(values) > 1:
         raise InvalidRequest("more than one Authorization header")
 
+    return _credential(values[0], check=True)
+
+
+def check_token(token: str) -> None:
+    """Raise :class:`InvalidRequest` unless ``token`` is one token68 credential."""
+    if not _TOKEN68.fullmatch(token):
+        raise InvalidRequest("the Authorization header is not one bearer token")
+
+
+def _credential(value: str, *, check: bool) -> str | None:
     # RFC 9110 §5.5: only SP and HTAB around a field value are whitespace;
     # str.strip() would also drop CR, LF and other control characters.
-    scheme, _, credential = values[0].strip(" \t").partition(" ")
+    scheme, _, credential = value.strip(" \t").partition(" ")
     if scheme.lower() != "bearer":
         return None
 
     credential = credential.strip(" ")
-    if not _TOKEN68.fullmatch(credential):
-        raise InvalidRequest("the Authorization header is not one bearer token")
-
+    if check:
+        check_token(credential)
     return credential
 
 
@@ -150,20 +159,29 @@ MAX_FORM_BYTES = 1 << 20
 
 
 def take_request_token(
-    environ: dict[str, Any], *, allow_body: bool = False, allow_query: bool = False
+    environ: dict[str, Any],
+    *,
+    allow_body: bool = False,
+    allow_query: bool = False,
+    check: bool = True,
 ) -> str | None:
     """Return the bearer token of a WSGI request, wherever it is allowed.
 
     The Authorization header always counts; the ``access_token`` form field
     (RFC 6750 §2.2) and query parameter (§2.3) only when enabled. Raises
     :class:`InvalidRequest` when more than one credential was sent (§2).
+
+    :param check: check the header's credential is token68 syntax. A
+        caller that looks tokens up in a cache first may pass ``False`` and
+        call :func:`check_token` on a miss: a token found in the cache was
+        checked when its answer was cached.
     """
     header = environ.get("HTTP_AUTHORIZATION")
-    found = []
-    if header is not None:
-        token = take_token((header,))
-        if token is not None:
-            found.append(token)
+    token = None if header is None else _credential(header, check=check)
+    if not (allow_query or allow_body):
+        return token
+
+    found = [] if token is None else [token]
 
     if allow_query and "access_token" in environ.get("QUERY_STRING", ""):
         found.extend(_field(environ.get("QUERY_STRING", ""), "access_token"))

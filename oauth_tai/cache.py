@@ -32,7 +32,7 @@ from redis.retry import Retry
 
 from oauth_tai.identity import Identity
 from oauth_tai.local_tier import MISS, LocalTier, Miss
-from oauth_tai.metrics import CACHE_NEGATIVE_HITS, L1_ANSWERS, L2_ANSWERS
+from oauth_tai.metrics import L1_ANSWERS, L2_ANSWERS, NEGATIVE_HITS
 from oauth_tai.redis_guard import RedisGuard, RedisUnavailable
 from oauth_tai.revocation import Revocation, RevocationChannel
 from oauth_tai.shared_tier import SharedEntry, SharedTier
@@ -98,6 +98,8 @@ class TokenCache:
         self._hash_key = hashlib.sha256(b"oauth-tai token key\0" + secret).digest()
         # Keyed once; each key is a copy of it, cheaper than keying anew.
         self._keyed = hashlib.blake2b(key=self._hash_key, digest_size=32)
+        # Copying a hash object is cheaper than making one.
+        self._sha256 = hashlib.sha256()
         self.ttl = ttl
         self.negative_ttl = negative_ttl
         self.max_stale = max_stale
@@ -128,8 +130,10 @@ class TokenCache:
 
     def key(self, token: str) -> str:
         """Return the keyed hash under which ``token`` is cached."""
+        digest = self._sha256.copy()
+        digest.update(token.encode())
         keyed = self._keyed.copy()
-        keyed.update(hashlib.sha256(token.encode()).digest())
+        keyed.update(digest.digest())
         return keyed.hexdigest()
 
     def key_for_digest(self, digest: bytes) -> str:
@@ -156,7 +160,7 @@ class TokenCache:
         if cached is not MISS:
             L1_ANSWERS.inc()
             if cached is None:
-                CACHE_NEGATIVE_HITS.inc()
+                NEGATIVE_HITS.inc()
             return cached
 
         if self.shared is None:
@@ -166,7 +170,7 @@ class TokenCache:
         if shared is not MISS:
             L2_ANSWERS.inc()
             if shared is None:
-                CACHE_NEGATIVE_HITS.inc()
+                NEGATIVE_HITS.inc()
         return shared
 
     def get_local(self, key: str) -> Identity | None | Miss:

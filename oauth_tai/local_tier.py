@@ -9,6 +9,15 @@ stored after it, as it may be the very answer that was just revoked.
 While revocations from other processes go unheard, entries live at most
 :data:`UNHEARD_SECONDS`, so a revocation missed meanwhile is not believed
 for longer than that; hearing them again drops every entry.
+
+Reading is the middleware's hot path, so a read takes no lock and changes
+nothing: one dictionary lookup and one comparison with the clock. Writers
+hold the lock. That is why the store evicts in insertion order (a least
+recently *used* order would make every read a write); an entry's life is
+bounded by the cache's TTL anyway, so a token in steady use comes back
+from L2 at the next miss. When the store is full, entries past their
+keeping are swept out first, so a flood of unknown tokens pushes out
+expired answers before live ones.
 """
 
 from __future__ import annotations
@@ -17,7 +26,7 @@ import threading
 from collections.abc import Callable
 from typing import Final
 
-from cachetools import TLRUCache
+from cachetools import FIFOCache
 
 from oauth_tai.identity import Identity
 from oauth_tai.revocation import Revocation
@@ -28,6 +37,10 @@ UNHEARD_SECONDS: Final = 1.0
 
 # Revoked jtis remembered in process; expired ones are swept past this.
 _REVOKED_JTIS_SWEEP: Final = 1024
+
+# A full store looks for expired entries at most this often; in between it
+# evicts the oldest, so a write never scans the store twice in a second.
+_SWEEP_SECONDS: Final = 1.0
 
 
 class Miss:
@@ -57,12 +70,14 @@ class LocalTier:
     def __init__(
         self, maxsize: int, max_stale: float, clock: Callable[[], float]
     ) -> None:
+        self.maxsize = maxsize
         self.max_stale = max_stale
         self._clock = clock
-        self._entries = _Entries(maxsize, clock)
+        self._entries = _Entries(maxsize)
         self._lock = threading.Lock()
         self._epoch = 0
         self._unheard = False
+        self._swept_at = float("-inf")
         self._revoked_jtis: dict[str, float] = {}
 
     @property
@@ -75,23 +90,27 @@ class LocalTier:
         """Tell whether revocations from other processes are heard."""
         return not self._unheard
 
+    def __len__(self) -> int:
+        return len(self._entries)
+
     def get(self, key: str) -> Identity | None | Miss:
         """Return the fresh answer for ``key``, or :data:`MISS`."""
-        now = self._clock()
-        with self._lock:
-            entry = self._entries.get(key)
-
-        return entry[0] if entry is not None and entry[1] > now else MISS
+        # No lock: a lookup in the store's dict is atomic, and a writer
+        # replaces an entry whole, never changes one in place.
+        try:
+            entry = self._entries[key]
+        except KeyError:
+            return MISS
+        return entry[0] if entry[1] > self._clock() else MISS
 
     def get_stale(self, key: str) -> Identity | None:
         """Return the active answer kept for ``key``, fresh or not, else ``None``."""
-        now = self._clock()
-        with self._lock:
-            entry = self._entries.get(key)
-
-        if entry is None or entry[0] is None or entry[0].expires_at <= now:
+        try:
+            entry = self._entries[key]
+        except KeyError:
             return None
-        return entry[0]
+        # Keeping never lasts past the token's expiry (see put).
+        return entry[0] if entry[2] > self._clock() else None
 
     def put(
         self,
@@ -117,9 +136,12 @@ class LocalTier:
             else:
                 keep = min(fresh_until + self.max_stale, float(identity.expires_at))
 
-            self._entries[key] = (identity, fresh_until, keep, jti_hash)
+            entries = self._entries
+            if key not in entries and len(entries) >= self.maxsize:
+                self._sweep(now)
+            entries[key] = (identity, fresh_until, keep, jti_hash)
             if jti_hash is not None:
-                self._entries.by_jti[jti_hash] = key
+                entries.by_jti[jti_hash] = key
 
         return True
 
@@ -156,44 +178,32 @@ class LocalTier:
         """Drop every entry; with ``hearing``, say whether revocations are heard."""
         with self._lock:
             self._epoch += 1
-            self._entries.clear()
+            # A new store rather than emptying the old: readers holding the
+            # old one finish their lookup, and a million entries go at once.
+            self._entries = _Entries(self.maxsize)
             if hearing is not None:
                 self._unheard = not hearing
 
+    def _sweep(self, now: float) -> None:
+        # Called with the lock held, only when the store is full.
+        if now - self._swept_at < _SWEEP_SECONDS:
+            return
+        self._swept_at = now
+        entries = self._entries
+        for key in [key for key, entry in entries.items() if entry[2] <= now]:
+            del entries[key]
 
-class _Entries(TLRUCache[str, Entry]):
-    """Entries dropped when no longer kept, with an index by jti hash."""
 
-    def __init__(self, maxsize: int, clock: Callable[[], float]) -> None:
-        super().__init__(maxsize, ttu=_kept_until, timer=clock)
+class _Entries(FIFOCache[str, Entry]):
+    """Entries in insertion order, with an index by jti hash."""
+
+    def __init__(self, maxsize: int) -> None:
+        super().__init__(maxsize)
         self.by_jti: dict[str, str] = {}
 
-    def expire(self, time: float | None = None) -> list[tuple[str, Entry]]:
-        expired = super().expire(time)
-        for key, entry in expired:
-            self._unindex(key, entry)
-        return expired
-
-    def popitem(self) -> tuple[str, Entry]:
-        key, entry = super().popitem()
-        self._unindex(key, entry)
-        return key, entry
-
-    def pop(self, key: str, default: Entry | None = None) -> Entry | None:  # type: ignore[override]
-        entry: Entry | None = super().pop(key, default)
-        if entry is not None:
-            self._unindex(key, entry)
-        return entry
-
-    def clear(self) -> None:
-        super().clear()
-        self.by_jti.clear()
-
-    def _unindex(self, key: str, entry: Entry) -> None:
-        jti_hash = entry[3]
+    def __delitem__(self, key: str) -> None:
+        # Every removal (eviction, pop, sweep) passes here.
+        jti_hash = self[key][3]
+        super().__delitem__(key)
         if jti_hash is not None and self.by_jti.get(jti_hash) == key:
             del self.by_jti[jti_hash]
-
-
-def _kept_until(_key: str, entry: Entry, _now: float) -> float:
-    return entry[2]

@@ -36,6 +36,7 @@ from prometheus_client import (
 )
 
 from oauth_tai.settings import Settings
+from oauth_tai.tally import FlushFirst, Tally
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIApplication
@@ -43,6 +44,10 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 MULTIPROCESS_VARIABLE: Final = "PROMETHEUS_MULTIPROC_DIR"
+
+# Ahead of every counter below, so each collection sees the counts the
+# request path keeps in tallies (see oauth_tai.tally).
+REGISTRY.register(FlushFirst())
 
 # -- the middleware's decisions ------------------------------------------------
 
@@ -126,25 +131,32 @@ INTROSPECTION_ERRORS: Final = PROVIDER_ERRORS.labels(endpoint="introspection")
 JWKS_SECONDS: Final = PROVIDER_CALL_SECONDS.labels(endpoint="jwks")
 JWKS_ERRORS: Final = PROVIDER_ERRORS.labels(endpoint="jwks")
 FEED_RECEIVED: Final = REVOCATIONS_RECEIVED.labels(channel="feed")
-INVALID_REQUESTS: Final = DECISIONS.labels(outcome=REFUSED, reason="invalid_request")
-ALLOWED_BY_TOKEN: Final = DECISIONS.labels(outcome=ALLOWED, reason="token")
-PASSED_UNINTERCEPTED: Final = DECISIONS.labels(outcome=PASSED, reason="not_intercepted")
-PASSED_WITHOUT_TOKEN: Final = DECISIONS.labels(outcome=PASSED, reason="no_token")
+
+# Counted on every request: tallies, not counters (see oauth_tai.tally).
+INVALID_REQUESTS: Final = Tally(
+    DECISIONS.labels(outcome=REFUSED, reason="invalid_request")
+)
+ALLOWED_BY_TOKEN: Final = Tally(DECISIONS.labels(outcome=ALLOWED, reason="token"))
+PASSED_UNINTERCEPTED: Final = Tally(
+    DECISIONS.labels(outcome=PASSED, reason="not_intercepted")
+)
+PASSED_WITHOUT_TOKEN: Final = Tally(DECISIONS.labels(outcome=PASSED, reason="no_token"))
 # Keyed by the refusal's RFC 6750 error code; no code means no token sent.
 REFUSED_BY_ERROR: Final = {
-    None: DECISIONS.labels(outcome=REFUSED, reason="missing_token"),
-    "invalid_token": DECISIONS.labels(outcome=REFUSED, reason="invalid_token"),
-    "insufficient_scope": DECISIONS.labels(
-        outcome=REFUSED, reason="insufficient_scope"
+    None: Tally(DECISIONS.labels(outcome=REFUSED, reason="missing_token")),
+    "invalid_token": Tally(DECISIONS.labels(outcome=REFUSED, reason="invalid_token")),
+    "insufficient_scope": Tally(
+        DECISIONS.labels(outcome=REFUSED, reason="insufficient_scope")
     ),
     "invalid_request": INVALID_REQUESTS,
-    "temporarily_unavailable": DECISIONS.labels(
-        outcome=REFUSED, reason="provider_unavailable"
+    "temporarily_unavailable": Tally(
+        DECISIONS.labels(outcome=REFUSED, reason="provider_unavailable")
     ),
 }
-L1_ANSWERS: Final = CACHE_ANSWERS.labels(tier="l1")
-L2_ANSWERS: Final = CACHE_ANSWERS.labels(tier="l2")
-PROVIDER_ANSWERS: Final = CACHE_ANSWERS.labels(tier="provider")
+L1_ANSWERS: Final = Tally(CACHE_ANSWERS.labels(tier="l1"))
+L2_ANSWERS: Final = Tally(CACHE_ANSWERS.labels(tier="l2"))
+PROVIDER_ANSWERS: Final = Tally(CACHE_ANSWERS.labels(tier="provider"))
+NEGATIVE_HITS: Final = Tally(CACHE_NEGATIVE_HITS)
 # The circuit breaker's states as the gauge shows them.
 CIRCUIT_VALUES: Final = {"closed": 0, "half-open": 1, "open": 2}
 
@@ -164,6 +176,7 @@ def metrics_registry() -> CollectorRegistry:
         return REGISTRY
 
     registry = CollectorRegistry()
+    registry.register(FlushFirst())
     multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
     return registry
 

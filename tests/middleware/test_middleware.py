@@ -232,6 +232,35 @@ def test_token_issued_already_expired_is_refused(
     assert deployment.echo.calls == []
 
 
+class SkewedProvider:
+    """Says a token is active, with an expiry already past."""
+
+    def introspect(self, token: str) -> Mapping[str, Any] | None:
+        return {
+            "active": True,
+            "username": USER,
+            "client_id": CLIENT_ID,
+            "scope": "connections",
+            "exp": int(time.time()) - 30,
+        }
+
+
+def test_an_active_answer_already_expired_is_refused(
+    deployment: Deployment,
+) -> None:
+    """A provider whose clock is behind ours cannot make us accept a token."""
+    echo, web = wire(
+        deployment.provider, deployment.store, deployment.cache, SkewedProvider()
+    )
+
+    for _ in range(2):
+        web.get("/api/me", headers=bearer("skewed-token"), status=401)
+
+    assert echo.calls == []
+    cached = deployment.cache.get(deployment.cache.key("skewed-token"))
+    assert cached is None
+
+
 def test_revoked_token_is_refused_after_it_was_cached(
     deployment: Deployment,
 ) -> None:

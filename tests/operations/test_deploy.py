@@ -30,6 +30,7 @@ from gunicorn.config import Config
 
 from oauth_tai.health import HEALTH_PATH, READY_PATH
 from oauth_tai.settings import PREFIX, Settings
+from oauth_tai.tally import FLUSH_SECONDS
 from oauth_tai.wsgi import on_starting
 from tests.conftest import free_port, server_env
 from tests.oauth_client import loopback_session
@@ -276,6 +277,8 @@ def test_gunicorn_runs_both_with_two_workers_and_adds_up_metrics(
         answer = loopback_session().get(gateway.base + "/auth", timeout=30)
         assert answer.status_code == 400
 
+    # Each worker adds its counts to the shared files within FLUSH_SECONDS.
+    time.sleep(FLUSH_SECONDS + 0.5)
     invalid = {"outcome": "refused", "reason": "invalid_request"}
     for _ in range(5):
         samples = scrape(gateway.base + "/metrics")
