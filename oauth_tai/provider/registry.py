@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from collections.abc import Callable
@@ -11,17 +12,20 @@ from urllib.parse import urlsplit
 
 from sqlalchemy import Engine, func, insert, select, update
 from sqlalchemy import delete as sql_delete
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from oauth_tai.audit import BY_ADMINISTRATOR, audit
 from oauth_tai.database import consumers
 from oauth_tai.errors import AlreadyExists, InvalidValue, NotFound
 from oauth_tai.provider.hashing import (
-    burn_verify,
-    hash_secret,
+    burn_client_secret_check,
+    hash_client_secret,
     new_secret,
-    verify_secret,
+    upgraded_client_hash,
+    verify_client_secret,
 )
+
+logger = logging.getLogger(__name__)
 
 _URI_CHARACTERS = re.compile(r"[!#-;=?-\[\]_a-z~]+")
 _HOST_NAME = re.compile(r"[a-z0-9.\-]+|[0-9a-f:.]+")
@@ -74,7 +78,7 @@ class ClientRegistry:
         row = {
             "client_id": client_id,
             "name": name,
-            "secret_hash": hash_secret(secret),
+            "secret_hash": hash_client_secret(secret),
             "redirect_uri": redirect_uri,
             "enabled": True,
             "auto_authorize": auto_authorize,
@@ -161,7 +165,7 @@ class ClientRegistry:
     def reset_secret(self, client_id: str) -> str:
         """Give the consumer a new secret; return it, shown only now."""
         secret = new_secret()
-        self._update(client_id, {"secret_hash": hash_secret(secret)})
+        self._update(client_id, {"secret_hash": hash_client_secret(secret)})
         audit("consumer_secret_reset", by=BY_ADMINISTRATOR, consumer=client_id)
         return secret
 
@@ -181,20 +185,59 @@ class ClientRegistry:
         audit("consumer_deleted", by=BY_ADMINISTRATOR, consumer=client_id)
 
     def authenticate(self, client_id: str, secret: str) -> Consumer | None:
-        """Return the enabled consumer whose id and secret match, else ``None``."""
+        """Return the enabled consumer whose id and secret match, else ``None``.
+
+        An unknown id costs the same one SHA-256 as a known one. A consumer
+        whose hash an earlier version wrote with scrypt costs scrypt until
+        its secret first matches, when the fast hash replaces it.
+        """
         with self.engine.connect() as conn:
             row = conn.execute(
                 select(consumers).where(consumers.c.client_id == client_id)
             ).first()
 
         if row is None:
-            burn_verify(secret)
+            burn_client_secret_check(secret)
             return None
 
-        if not verify_secret(secret, row.secret_hash) or not row.enabled:
+        if not verify_client_secret(secret, row.secret_hash) or not row.enabled:
             return None
+
+        upgraded = upgraded_client_hash(secret, row.secret_hash)
+        if upgraded is not None:
+            self._upgrade_hash(client_id, row.secret_hash, upgraded)
 
         return _consumer(row._mapping)
+
+    def _upgrade_hash(self, client_id: str, old: str, new: str) -> None:
+        """Replace a legacy scrypt hash by the fast one, once the secret matched.
+
+        Only if the row still holds the hash that was checked: a secret
+        reset in between must not be overwritten by the old secret's hash.
+        A failed write is no reason to refuse a consumer whose secret
+        matched; the next authentication tries again.
+        """
+        try:
+            with self.engine.begin() as conn:
+                result = conn.execute(
+                    update(consumers)
+                    .where(consumers.c.client_id == client_id)
+                    .where(consumers.c.secret_hash == old)
+                    .values(secret_hash=new)
+                )
+        except DBAPIError as exc:
+            # Not logger.exception: the statement's text would put both
+            # hashes in the log.
+            logger.warning(
+                "cannot store the fast hash of %s's secret, trying again at "
+                "its next authentication: %s",
+                client_id,
+                exc.orig,
+            )
+            return
+
+        if result.rowcount == 1:
+            logger.info("stored the secret of %s with the fast hash", client_id)
 
     def _update(self, client_id: str, changes: dict[str, object]) -> None:
         with self.engine.begin() as conn:

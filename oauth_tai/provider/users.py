@@ -13,9 +13,9 @@ from oauth_tai.audit import BY_ADMINISTRATOR, audit
 from oauth_tai.database import sessions, users
 from oauth_tai.errors import AlreadyExists, InvalidValue, NotFound
 from oauth_tai.provider.hashing import (
-    burn_verify,
-    hash_secret,
-    verify_secret,
+    burn_password_check,
+    hash_password,
+    verify_password,
 )
 
 _USERNAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,127}")
@@ -49,7 +49,7 @@ class UserDirectory:
 
         row = {
             "username": username,
-            "password_hash": hash_secret(password),
+            "password_hash": hash_password(password),
             "created_at": int(time.time()),
         }
         try:
@@ -97,7 +97,7 @@ class UserDirectory:
             ).first()
 
         if row is None:
-            burn_verify(password)
+            burn_password_check(password)
             return False
 
-        return verify_secret(password, row.password_hash)
+        return verify_password(password, row.password_hash)

@@ -60,7 +60,7 @@ def test_add_shows_the_secret_once_and_stores_a_hash(env: dict[str, str]) -> Non
     with engine.connect() as conn:
         stored = conn.execute(select(consumers.c.secret_hash)).scalar_one()
     engine.dispose()
-    assert secret not in stored and stored.startswith("scrypt$")
+    assert secret not in stored and stored.startswith("sha256$")
 
 
 def test_list_count_edit_delete(env: dict[str, str]) -> None:
@@ -172,10 +172,14 @@ def test_reset_secret_retires_the_old_one(env: dict[str, str]) -> None:
         "client_secret"
     ]
 
-    registry = open_provider(Settings.load(env)).registry
+    provider = open_provider(Settings.load(env))
     assert new != old
-    assert registry.authenticate("app", old) is None
-    assert registry.authenticate("app", new) is not None
+    assert provider.registry.authenticate("app", old) is None
+    assert provider.registry.authenticate("app", new) is not None
+    with provider.engine.connect() as conn:
+        stored = conn.execute(select(consumers.c.secret_hash)).scalar_one()
+    provider.engine.dispose()
+    assert new not in stored and stored.startswith("sha256$")
 
 
 def test_delete_revokes_the_consumers_tokens(env: dict[str, str]) -> None:

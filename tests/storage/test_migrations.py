@@ -25,7 +25,7 @@ from oauth_tai.migrations import (
     current_version,
     upgrade,
 )
-from oauth_tai.provider.hashing import hash_secret, token_hash
+from oauth_tai.provider.hashing import hash_password, token_hash
 from oauth_tai.provider.store import Lifetimes
 from oauth_tai.settings import Settings
 from oauth_tai.system import open_provider
@@ -128,7 +128,7 @@ def _old_rows(conn: Connection) -> None:
             " :yes, :no, :created)"
         ),
         {
-            "secret": hash_secret("old-app-secret"),
+            "secret": hash_password("old-app-secret"),
             "yes": True,
             "no": False,
             "created": NOW - 1000,
@@ -139,7 +139,7 @@ def _old_rows(conn: Connection) -> None:
             "INSERT INTO users (username, password_hash, created_at)"
             " VALUES ('olga', :password, :created)"
         ),
-        {"password": hash_secret("olga-password"), "created": NOW - 1000},
+        {"password": hash_password("olga-password"), "created": NOW - 1000},
     )
     conn.execute(
         text(
