@@ -100,6 +100,12 @@ class TokenCache:
         self._keyed = hashlib.blake2b(key=self._hash_key, digest_size=32)
         # Copying a hash object is cheaper than making one.
         self._sha256 = hashlib.sha256()
+        # The memo of keys: see key().
+        self._memo_hash = hashlib.sha256(
+            hashlib.sha512(b"oauth-tai key memo\0" + secret).digest()
+        )
+        self._memo: dict[bytes, str] = {}
+        self._memo_size = maxsize
         self.ttl = ttl
         self.negative_ttl = negative_ttl
         self.max_stale = max_stale
@@ -130,8 +136,28 @@ class TokenCache:
 
     def key(self, token: str) -> str:
         """Return the keyed hash under which ``token`` is cached."""
+        # The key is a hash of the token's SHA-256 digest, as the provider
+        # evicts tokens it knows only by digest: two hashes. A token seen
+        # before costs one, of a secret block and the token, looked up in
+        # a memo of keys; the memo holds hashes only, and never leaves the
+        # process, so length extension gives nobody anything.
+        memo_hash = self._memo_hash.copy()
+        encoded = token.encode()
+        memo_hash.update(encoded)
+        short = memo_hash.digest()
+        key = self._memo.get(short)
+        if key is None:
+            key = self._derive_key(encoded)
+            if len(self._memo) >= self._memo_size:
+                # Entries are pure functions of tokens: dropping them all
+                # costs one hash more per token, never a wrong answer.
+                self._memo.clear()
+            self._memo[short] = key
+        return key
+
+    def _derive_key(self, encoded: bytes) -> str:
         digest = self._sha256.copy()
-        digest.update(token.encode())
+        digest.update(encoded)
         keyed = self._keyed.copy()
         keyed.update(digest.digest())
         return keyed.hexdigest()

@@ -149,16 +149,19 @@ class TrustAssociationMiddleware:
         self.report_only = report_only
         # Servers turn both "X-Auth-User" and "X_Auth_User" into the same
         # environ key, so one key per name covers every spelling.
-        self._spoofable = tuple(
+        spoofable = (
             "HTTP_" + name.upper().replace("-", "_") for name in identity_headers
         )
+        # Dropped from every request: a client's identity headers, and an
+        # identity some other layer may have left in the environ.
+        self._scrubbed = (ENVIRON_KEY, *spoofable)
 
     def __call__(
         self, environ: WSGIEnvironment, start_response: StartResponse
     ) -> Iterable[bytes]:
-        environ.pop(ENVIRON_KEY, None)
-        for key in self._spoofable:
-            environ.pop(key, None)
+        drop = environ.pop
+        for key in self._scrubbed:
+            drop(key, None)
 
         rule = self.policy.match(
             environ.get("PATH_INFO", ""), environ.get("REQUEST_METHOD", "GET")
@@ -180,8 +183,8 @@ class TrustAssociationMiddleware:
                 PASSED_WITHOUT_TOKEN.inc()
                 return self.app(environ, start_response)
 
-            environ.pop("REMOTE_USER", None)
-            environ.pop("AUTH_TYPE", None)
+            drop("REMOTE_USER", None)
+            drop("AUTH_TYPE", None)
             if token is None:
                 raise MissingToken()
 

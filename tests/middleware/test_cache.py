@@ -157,6 +157,19 @@ def test_key_for_digest_matches_the_token_key() -> None:
     assert cache.key_for_digest(digest) == cache.key(token)
 
 
+def test_keys_stay_the_same_when_remembered_and_when_forgotten() -> None:
+    """Keys of tokens seen before come from a bounded memo, unchanged."""
+    cache = TokenCache(SECRET, maxsize=4)
+    tokens = [secrets.token_urlsafe(32) for _ in range(10)]
+
+    for _ in range(3):
+        for token in tokens:
+            digest = hashlib.sha256(token.encode()).digest()
+            assert cache.key(token) == cache.key_for_digest(digest)
+
+    assert len(cache._memo) <= 4
+
+
 # -- L2 against a real Redis ----------------------------------------------
 
 
