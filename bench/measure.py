@@ -118,6 +118,28 @@ def fresh(environs: Sequence[dict[str, Any]], calls: int) -> Iterator[list[Any]]
         yield list(environs[start : start + calls])
 
 
+def paired_ratio(
+    variant: Variant, reference: Variant, base: Variant
+) -> tuple[float, float]:
+    """Return what ``variant`` adds to ``base`` over what ``reference`` adds.
+
+    The ratio is taken round by round, as the three ran side by side in
+    each round, so a slowdown of the machine in one round cancels out.
+    Returns the median ratio and half its interquartile range.
+    """
+    ratios = [
+        (mine - bare) / (theirs - bare)
+        for mine, theirs, bare in zip(
+            variant.samples, reference.samples, base.samples, strict=True
+        )
+    ]
+    median = statistics.median(ratios)
+    if len(ratios) < 4:
+        return median, 0.0
+    q1, _, q3 = statistics.quantiles(ratios, n=4)
+    return median, (q3 - q1) / 2
+
+
 def run_rounds(variants: Sequence[Variant], rounds: int) -> None:
     """Time every variant once per round, in turn, ``rounds`` times."""
     for _ in range(rounds):
