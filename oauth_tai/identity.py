@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 ENVIRON_KEY = "oauth_tai.identity"
 
@@ -75,16 +75,35 @@ def identity_from_answer(
         (v for c in user_claims if isinstance(v := answer.get(c), str) and v), None
     )
     name = answer.get("client_name")
+    issuer = answer.get("iss")
     return Identity(
         user=user,
-        consumer_id=consumer_id,
-        consumer_name=name if isinstance(name, str) else consumer_id,
-        scopes=frozenset(scopes),
+        consumer_id=_shared(consumer_id),
+        consumer_name=_shared(name if isinstance(name, str) else consumer_id),
+        scopes=_shared(frozenset(scopes)),
         expires_at=expires_at,
         token_hash=token_hash,
-        audiences=frozenset(audiences),
-        issuer=issuer if isinstance(issuer := answer.get("iss"), str) else None,
+        audiences=_shared(frozenset(audiences)),
+        issuer=_shared(issuer) if isinstance(issuer, str) else None,
     )
+
+
+# Thousands of cached identities name the same few consumers, scope sets
+# and issuers: each identity points at one shared copy instead of its own.
+# The values come from the provider, not from clients, so they are few;
+# the bound only guards against a provider that says otherwise.
+_T = TypeVar("_T", str, frozenset[str])
+_SHARED: dict[object, Any] = {}
+_SHARED_LIMIT = 4096
+
+
+def _shared(value: _T) -> _T:
+    kept = _SHARED.get(value)
+    if kept is None:
+        if len(_SHARED) >= _SHARED_LIMIT:
+            _SHARED.clear()
+        _SHARED[value] = kept = value
+    return kept
 
 
 def _strings(value: Any, *, split: bool) -> list[str] | None:
