@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 # The browser tests drive Debian's Chromium; Playwright never downloads one.
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: run test lint chromium deploy-tools bench bench-tools clean
+.PHONY: run test lint chromium deploy-tools redis-tools bench bench-tools clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -40,7 +40,11 @@ chromium:
 deploy-tools:
 	@scripts/need-debian-packages "the deploy/ tests" nginx-light:/usr/sbin/nginx systemd:systemd-analyze
 
-test: lint chromium deploy-tools
+# The cache tests start their own Redis servers, Sentinel and Cluster.
+redis-tools:
+	@scripts/need-debian-packages "the Redis tests" redis-server:redis-server redis-tools:redis-cli
+
+test: lint chromium deploy-tools redis-tools
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 # The benchmarks drive Debian's wrk and start their own redis-server.

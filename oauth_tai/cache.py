@@ -26,13 +26,10 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Final
 
-import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
-
 from oauth_tai.identity import Identity
 from oauth_tai.local_tier import MISS, LocalTier, Miss
 from oauth_tai.metrics import L1_ANSWERS, L2_ANSWERS, NEGATIVE_HITS
+from oauth_tai.redis_connect import RedisClient
 from oauth_tai.redis_guard import RedisGuard, RedisUnavailable
 from oauth_tai.revocation import Revocation, RevocationChannel
 from oauth_tai.shared_tier import SharedEntry, SharedTier
@@ -41,10 +38,8 @@ from oauth_tai.shared_tier import SharedEntry, SharedTier
 __all__ = [
     "LOG_HASH_CHARS",
     "MISS",
-    "REDIS_TIMEOUT_SECONDS",
     "Miss",
     "TokenCache",
-    "connect_redis",
 ]
 
 logger = logging.getLogger(__name__)
@@ -52,10 +47,6 @@ logger = logging.getLogger(__name__)
 # Length of the hash shown in logs: enough to tell tokens apart in an
 # incident, far too short to be any use to someone reading the log.
 LOG_HASH_CHARS: Final = 12
-
-# Redis calls sit on the request path: a slow Redis must cost little more
-# than a missing one.
-REDIS_TIMEOUT_SECONDS: Final = 0.25
 
 # The fleet-wide single-flight lock: one process asks the provider about a
 # token per window; the others wait for its answer in L2 at most that long,
@@ -73,7 +64,8 @@ class TokenCache:
     :param max_stale: seconds L1 keeps an active answer past its freshness,
         for use only while the provider cannot answer; 0 turns it off.
     :param maxsize: entries held in L1.
-    :param redis_client: the L2 connection, or ``None`` for L1 only.
+    :param redis_client: the L2 client, or a function that opens it (see
+        :class:`~oauth_tai.redis_guard.RedisGuard`), or ``None`` for L1 only.
     :param prefix: prepended to every Redis key and to the channel's name.
     :param clock: wall-clock seconds, compared with token expiries.
     :param monotonic: seconds for Redis backoff and lock waits.
@@ -90,7 +82,7 @@ class TokenCache:
         negative_ttl: int = 5,
         max_stale: int = 0,
         maxsize: int = 100_000,
-        redis_client: redis.Redis | None = None,
+        redis_client: RedisClient | Callable[[], RedisClient] | None = None,
         prefix: str = "oauth-tai:",
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
@@ -427,18 +419,3 @@ class TokenCache:
 
         self.local.put(key, found.identity, found.fresh_until, found.jti_hash, epoch)
         return found.identity
-
-
-def connect_redis(url: str) -> redis.Redis:
-    """Open a Redis client for ``url`` with timeouts fit for the request path.
-
-    A failed call is not retried inside redis-py: the caller's
-    :class:`~oauth_tai.redis_guard.RedisGuard` backs off instead.
-    """
-    client: redis.Redis = redis.Redis.from_url(
-        url,
-        socket_timeout=REDIS_TIMEOUT_SECONDS,
-        socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
-        retry=Retry(NoBackoff(), 0),
-    )
-    return client

@@ -23,10 +23,11 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Final
 
-import redis
+from redis.cluster import RedisCluster
 from sqlalchemy import Engine, text
 
 from oauth_tai.metrics import metrics_app
+from oauth_tai.redis_connect import RedisClient, redis_connector
 from oauth_tai.settings import Settings
 
 if TYPE_CHECKING:
@@ -62,17 +63,25 @@ def database_probe(engine: Engine) -> Probe:
 def redis_probe(url: str) -> Probe:
     """Return a probe that sends the Redis at ``url`` a ``PING``.
 
-    It has a connection of its own, so that it tells whether Redis
-    answers, not whether the cache has given up on it for a while.
+    It has a client of its own, so that it tells whether Redis answers,
+    not whether the cache has given up on it for a while. A cluster's
+    client is made by the first probe that reaches the cluster, and every
+    primary of the cluster is pinged. Raises
+    :class:`~oauth_tai.errors.ConfigurationError` for a URL it cannot read.
     """
-    client = redis.Redis.from_url(
-        url,
-        socket_timeout=REDIS_PROBE_TIMEOUT_SECONDS,
-        socket_connect_timeout=REDIS_PROBE_TIMEOUT_SECONDS,
-    )
+    connect = redis_connector(url, timeout=REDIS_PROBE_TIMEOUT_SECONDS)
+    client: RedisClient | None = None
 
     def probe() -> None:
-        client.ping()
+        # Readiness holds its lock around the probes: one thread at a time.
+        nonlocal client
+        if client is None:
+            client = connect()
+        if isinstance(client, RedisCluster):
+            # Each primary holds a share of the cache: every one must answer.
+            client.ping(target_nodes=RedisCluster.PRIMARIES)
+        else:
+            client.ping()
 
     return probe
 

@@ -19,9 +19,11 @@ from collections.abc import Callable
 from typing import Final, TypeVar
 
 import redis
+from redis.cluster import RedisCluster
 
 from oauth_tai.errors import OAuthTaiError
 from oauth_tai.metrics import REDIS_ERRORS
+from oauth_tai.redis_connect import REDIS_FAILURES, RedisClient
 
 logger = logging.getLogger(__name__)
 
@@ -40,8 +42,9 @@ class RedisUnavailable(OAuthTaiError):
 class RedisGuard:
     """Run Redis calls with outage detection, one warning and a backoff.
 
-    :param client: the Redis connection, with bounded timeouts (see
-        :func:`oauth_tai.cache.connect_redis`).
+    :param client: the Redis client, with bounded timeouts (see
+        :mod:`oauth_tai.redis_connect`), or a function that makes it, called
+        again after a failure until it succeeds.
     :param backoff: seconds Redis is skipped after a failed call.
     :param clock: monotonic seconds.
 
@@ -51,12 +54,18 @@ class RedisGuard:
 
     def __init__(
         self,
-        client: redis.Redis,
+        client: RedisClient | Callable[[], RedisClient],
         *,
         backoff: float = REDIS_BACKOFF_SECONDS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.client = client
+        self._client: RedisClient | None = None
+        if isinstance(client, redis.Redis | RedisCluster):
+            self._client = client
+            self._make: Callable[[], RedisClient] = lambda: client
+        else:
+            self._make = client
+        self._making = threading.Lock()
         self.backoff = backoff
         self.clock = clock
         self.outages = 0
@@ -66,11 +75,34 @@ class RedisGuard:
         self._lock = threading.Lock()
 
     @property
+    def client(self) -> RedisClient:
+        """The client, made now if it was not yet.
+
+        Raises what making it raises (one of
+        :data:`~oauth_tai.redis_connect.REDIS_FAILURES`), and
+        :class:`RedisUnavailable` while another thread is making it.
+        """
+        client = self._client
+        if client is not None:
+            return client
+
+        # One thread makes it; the others go without Redis meanwhile rather
+        # than each wait for the same timeout.
+        if not self._making.acquire(blocking=False):
+            raise RedisUnavailable("the Redis client is being made")
+        try:
+            if self._client is None:
+                self._client = self._make()
+            return self._client
+        finally:
+            self._making.release()
+
+    @property
     def down(self) -> bool:
         """Tell whether the last call failed and none has succeeded since."""
         return self._down
 
-    def call(self, operation: Callable[[redis.Redis], T], *, force: bool = False) -> T:
+    def call(self, operation: Callable[[RedisClient], T], *, force: bool = False) -> T:
         """Return ``operation(client)``.
 
         Raises :class:`RedisUnavailable` when the call fails, and at once,
@@ -82,7 +114,7 @@ class RedisGuard:
 
         try:
             result = operation(self.client)
-        except redis.RedisError as exc:
+        except REDIS_FAILURES as exc:
             self.failed(exc)
             raise RedisUnavailable(str(exc)) from exc
 

@@ -9,6 +9,7 @@ with its ``doc`` appears here, with its variable, type and default.
 from __future__ import annotations
 
 import dataclasses
+import re
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -99,18 +100,26 @@ def settings_values(settings: Settings) -> dict[str, Any]:
 
 
 def hide_password(url: str) -> str:
-    """Return ``url`` with the password in it, if any, replaced by ``***``."""
+    """Return ``url`` with its passwords, if any, replaced by ``***``.
+
+    That is the one before the host, and the value of every option whose
+    name ends in ``password`` (a Redis Sentinel URL's ``sentinel_password``).
+    """
     try:
         parts = urlsplit(url)
         password = parts.password
     except ValueError:
         return "(unreadable URL)"
-    if not password:
-        return url
 
-    user, _, host = parts.netloc.rpartition("@")
-    name = user.split(":", 1)[0]
-    return urlunsplit(parts._replace(netloc=f"{name}:***@{host}"))
+    parts = parts._replace(query=_PASSWORD_OPTION.sub(r"\1***", parts.query))
+    if password:
+        user, _, host = parts.netloc.rpartition("@")
+        name = user.split(":", 1)[0]
+        parts = parts._replace(netloc=f"{name}:***@{host}")
+    return urlunsplit(parts)
+
+
+_PASSWORD_OPTION = re.compile(r"((?:^|&)[^=&]*password=)[^&]*", re.IGNORECASE)
 
 
 def _default(value: object) -> str:

@@ -28,6 +28,7 @@ from typing import Any, Final
 import redis
 
 from oauth_tai.metrics import REVOCATIONS_RECEIVED
+from oauth_tai.redis_connect import REDIS_FAILURES
 from oauth_tai.redis_guard import RedisGuard, RedisUnavailable
 
 CHANNEL_RECEIVED = REVOCATIONS_RECEIVED.labels(channel="redis")
@@ -164,10 +165,14 @@ class RevocationChannel:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            pubsub = self.guard.client.pubsub()
+            pubsub: Any = None
             try:
+                pubsub = self.guard.client.pubsub()
                 self._listen(pubsub)
-            except (redis.RedisError, OSError) as exc:
+            except RedisUnavailable as exc:
+                # Another thread is making the client: not a failure of ours.
+                self._lose(exc, failed=False)
+            except (*REDIS_FAILURES, OSError) as exc:
                 self._lose(exc)
             except Exception as exc:
                 # The listener must outlive any bug in handling a message.
@@ -213,7 +218,7 @@ class RevocationChannel:
         self.guard.recovered()
         logger.info("listening for revocations on %s", self.name)
 
-    def _lose(self, exc: Exception) -> None:
+    def _lose(self, exc: Exception, *, failed: bool = True) -> None:
         # Before the first subscription the cache is degraded already.
         if self.subscribed:
             self.subscribed = False
@@ -223,11 +228,15 @@ class RevocationChannel:
                 "lost the revocation channel; in-process entries are kept "
                 "briefly until it is back"
             )
-        self.guard.failed(exc)
+        if failed:
+            self.guard.failed(exc)
 
 
 def _close(pubsub: Any) -> None:
+    if pubsub is None:
+        return
+
     try:
         pubsub.close()
-    except (redis.RedisError, OSError):
+    except (*REDIS_FAILURES, OSError):
         pass

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from oauth_tai.errors import ConfigurationError
+from oauth_tai.redis_connect import parse_redis_url
 
 PREFIX = "OAUTH_TAI_"
 
@@ -38,7 +39,15 @@ class Settings:
         metadata=_doc("SQLite or PostgreSQL URL; empty: a SQLite file under var_dir."),
     )
     redis_url: str = field(
-        default="", metadata=_doc("Redis URL for the shared cache; empty: none.")
+        default="",
+        metadata=_doc(
+            "Redis for the shared cache; empty: none. One server "
+            "(`redis://host:6379/0`, `rediss://` over TLS, "
+            "`unix:///path/redis.sock`), a master found by Sentinel "
+            "(`redis+sentinel://host:26379[,host:26379]/service[/db]`) or a "
+            "cluster (`redis+cluster://host:6379[,host:6379]`); `rediss+sentinel://` "
+            "and `rediss+cluster://` over TLS. See docs/scaling.md."
+        ),
     )
     redis_prefix: str = field(
         default="oauth-tai:", metadata=_doc("Prefix of every Redis key written.")
@@ -228,10 +237,9 @@ class Settings:
             )
         if self.log_format not in ("text", "json"):
             raise ConfigurationError(f"{PREFIX}LOG_FORMAT must be text or json")
-        if self.redis_url and not self.redis_url.startswith(_REDIS_SCHEMES):
-            raise ConfigurationError(
-                f"{PREFIX}REDIS_URL must start with {', '.join(_REDIS_SCHEMES)}"
-            )
+        if self.redis_url:
+            # Its message never quotes the URL, which may hold a password.
+            parse_redis_url(self.redis_url, name=f"{PREFIX}REDIS_URL")
         for name in _POSITIVE:
             if getattr(self, name) <= 0:
                 raise ConfigurationError(f"{PREFIX}{name.upper()} must be positive")
@@ -316,7 +324,6 @@ def _coerce(cls: type[Settings], name: str, value: Any) -> Any:
 
 
 _LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
-_REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 _POSITIVE = (
     "code_lifetime",
     "access_token_lifetime",

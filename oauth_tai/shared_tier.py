@@ -17,6 +17,10 @@ Values are sealed with an HMAC under the secret key: an entry written by
 anyone without the secret is ignored and logged, so write access to Redis
 alone cannot forge an identity. The key is part of the signed message, so
 a genuine entry copied under another token's key is refused too.
+
+The keys need not share a Redis Cluster hash slot: a step that touches
+several is a pipeline without a transaction, which redis-py's cluster
+client splits by node, and the lock's release script touches its one key.
 """
 
 from __future__ import annotations
@@ -30,9 +34,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
-import redis
-
 from oauth_tai.identity import Identity
+from oauth_tai.redis_connect import RedisClient
 from oauth_tai.redis_guard import RedisGuard, RedisUnavailable
 
 logger = logging.getLogger(__name__)
@@ -109,7 +112,7 @@ class SharedTier:
         value = self._seal(key, entry)
         jti_name = None if entry.jti_hash is None else self._jti_tokens + entry.jti_hash
 
-        def store(r: redis.Redis) -> None:
+        def store(r: RedisClient) -> None:
             pipe = r.pipeline(transaction=False)
             pipe.set(self._entries + key, value, px=millis, nx=True)
             if jti_name is not None:
@@ -129,7 +132,7 @@ class SharedTier:
 
         tomb = SharedEntry(None, until, None)
 
-        def store(r: redis.Redis) -> None:
+        def store(r: RedisClient) -> None:
             pipe = r.pipeline(transaction=False)
             for key in keys:
                 pipe.set(self._entries + key, self._seal(key, tomb), px=millis)
@@ -153,7 +156,7 @@ class SharedTier:
 
         marker, index = self._jtis + jti_hash, self._jti_tokens + jti_hash
 
-        def store(r: redis.Redis) -> Any:
+        def store(r: RedisClient) -> Any:
             pipe = r.pipeline(transaction=False)
             pipe.set(marker, b"1", px=millis)
             pipe.get(index)
@@ -195,7 +198,7 @@ class SharedTier:
         """
         entry, lock = self._entries + key, self._locks + key
 
-        def look(r: redis.Redis) -> list[Any]:
+        def look(r: RedisClient) -> list[Any]:
             pipe = r.pipeline(transaction=False)
             pipe.get(entry)
             pipe.exists(lock)
@@ -246,7 +249,7 @@ class SharedTier:
         return mac.digest()[:TAG_BYTES]
 
     def _quietly(
-        self, operation: Callable[[redis.Redis], Any], *, force: bool = False
+        self, operation: Callable[[RedisClient], Any], *, force: bool = False
     ) -> Any:
         try:
             return self.guard.call(operation, force=force)

@@ -12,7 +12,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from oauth_tai.breaker import CircuitBreaker
-from oauth_tai.cache import LOG_HASH_CHARS, TokenCache, connect_redis
+from oauth_tai.cache import LOG_HASH_CHARS, TokenCache
 from oauth_tai.connections.app import ConnectionsApp
 from oauth_tai.connections.entries import EntryStore
 from oauth_tai.database import open_database
@@ -28,6 +28,7 @@ from oauth_tai.provider.sessions import SessionStore
 from oauth_tai.provider.store import Lifetimes, TokenStore
 from oauth_tai.provider.users import UserDirectory
 from oauth_tai.provider.validator import ProviderValidator
+from oauth_tai.redis_connect import redis_connector
 from oauth_tai.rules import InterceptPolicy, InterceptRule
 from oauth_tai.settings import Settings
 from oauth_tai.validators import TokenValidator
@@ -74,7 +75,7 @@ def open_provider(settings: Settings) -> Provider:
         announcer = TokenCache(
             settings.effective_secret_key(),
             ttl=settings.cache_ttl,
-            redis_client=connect_redis(settings.redis_url),
+            redis_client=redis_connector(settings.redis_url),
             prefix=settings.redis_prefix,
         )
         store.on_revoke = announcer.revoke_digests
@@ -94,7 +95,7 @@ def build_cache(settings: Settings) -> TokenCache:
     Call it in the process that serves (after any fork): the listener is a
     thread of the calling process.
     """
-    redis_client = connect_redis(settings.redis_url) if settings.redis_url else None
+    redis_client = redis_connector(settings.redis_url) if settings.redis_url else None
     cache = TokenCache(
         settings.effective_secret_key(),
         ttl=settings.cache_ttl,

@@ -22,9 +22,10 @@ import pytest
 import redis
 from webtest import TestApp
 
-from oauth_tai.cache import TokenCache, connect_redis
+from oauth_tai.cache import TokenCache
 from oauth_tai.identity import get_identity
 from oauth_tai.middleware import TrustAssociationMiddleware
+from oauth_tai.redis_connect import connect_redis
 from oauth_tai.system import Provider
 from oauth_tai.validators import TokenValidator
 from tests.conftest import (
@@ -34,6 +35,7 @@ from tests.conftest import (
     start_server,
     wait_for_port,
 )
+from tests.redis_topologies import ClusterRedis, SentinelRedis
 
 SECRET = b"cache-suite-secret"
 CLIENT_ID = "notes-app"
@@ -134,6 +136,28 @@ def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
     if server.process is not None:
         server.resume()
         server.kill()
+
+
+@pytest.fixture(scope="session")
+def redis_sentinel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SentinelRedis]:
+    """A master behind a Sentinel, each with a password, for the whole run."""
+    topology = SentinelRedis(tmp_path_factory.mktemp("sentinel"))
+    try:
+        topology.start()
+        yield topology
+    finally:
+        topology.close()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterRedis]:
+    """A Redis Cluster of three masters, for the whole run."""
+    topology = ClusterRedis(tmp_path_factory.mktemp("cluster"))
+    try:
+        topology.start()
+        yield topology
+    finally:
+        topology.close()
 
 
 class CountingValidator:

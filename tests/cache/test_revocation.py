@@ -19,7 +19,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import redis
 
-from oauth_tai.cache import MISS, TokenCache, connect_redis
+from oauth_tai.cache import MISS, TokenCache
+from oauth_tai.redis_connect import connect_redis
 from oauth_tai.revocation import Revocation
 from oauth_tai.settings import Settings
 from oauth_tai.system import Provider, open_provider

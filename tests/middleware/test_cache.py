@@ -14,9 +14,10 @@ import pytest
 import redis
 from webtest import TestApp
 
-from oauth_tai.cache import MISS, TokenCache, connect_redis
+from oauth_tai.cache import MISS, TokenCache
 from oauth_tai.identity import Identity
 from oauth_tai.middleware import TrustAssociationMiddleware
+from oauth_tai.redis_connect import connect_redis
 from oauth_tai.system import Provider
 
 SECRET = b"cache-test-secret"
