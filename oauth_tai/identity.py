@@ -78,13 +78,13 @@ def identity_from_answer(
     issuer = answer.get("iss")
     return Identity(
         user=user,
-        consumer_id=_shared(consumer_id),
-        consumer_name=_shared(name if isinstance(name, str) else consumer_id),
-        scopes=_shared(frozenset(scopes)),
+        consumer_id=share(consumer_id),
+        consumer_name=share(name if isinstance(name, str) else consumer_id),
+        scopes=share(frozenset(scopes)),
         expires_at=expires_at,
         token_hash=token_hash,
-        audiences=_shared(frozenset(audiences)),
-        issuer=_shared(issuer) if isinstance(issuer, str) else None,
+        audiences=share(frozenset(audiences)),
+        issuer=share(issuer) if isinstance(issuer, str) else None,
     )
 
 
@@ -97,7 +97,8 @@ _SHARED: dict[object, Any] = {}
 _SHARED_LIMIT = 4096
 
 
-def _shared(value: _T) -> _T:
+def share(value: _T) -> _T:
+    """Return the one copy of ``value`` kept for every identity that holds it."""
     kept = _SHARED.get(value)
     if kept is None:
         if len(_SHARED) >= _SHARED_LIMIT:

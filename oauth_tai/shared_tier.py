@@ -34,7 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
-from oauth_tai.identity import Identity
+from oauth_tai.identity import Identity, share
 from oauth_tai.redis_connect import RedisClient
 from oauth_tai.redis_guard import RedisGuard, RedisUnavailable
 
@@ -273,11 +273,11 @@ def _identity_to_json(identity: Identity) -> dict[str, Any]:
 def _identity_from_json(data: dict[str, Any]) -> Identity:
     return Identity(
         user=data["u"],
-        consumer_id=data["c"],
-        consumer_name=data["n"],
-        scopes=frozenset(data["s"]),
+        consumer_id=share(data["c"]),
+        consumer_name=share(data["n"]),
+        scopes=share(frozenset(data["s"])),
         expires_at=int(data["x"]),
         token_hash=data["h"],
-        audiences=frozenset(data.get("a", ())),
-        issuer=data.get("i"),
+        audiences=share(frozenset(data.get("a", ()))),
+        issuer=None if (issuer := data.get("i")) is None else share(issuer),
     )
