@@ -19,7 +19,7 @@ from werkzeug.wrappers import Request, Response
 
 from oauth_tai.audit import BY_USER, audit
 from oauth_tai.provider.basic import parse_basic
-from oauth_tai.provider.store import GrantInfo
+from oauth_tai.provider.store.grants import GrantInfo
 
 if TYPE_CHECKING:
     from collections.abc import Callable

@@ -25,7 +25,7 @@ from sqlalchemy import update
 
 from oauth_tai.database import tokens
 from oauth_tai.provider.hashing import token_hash
-from oauth_tai.provider.store import ACCESS
+from oauth_tai.provider.store.base import ACCESS
 from oauth_tai.system import open_provider
 from tests.conftest import (
     LiveServer,
