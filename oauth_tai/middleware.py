@@ -28,7 +28,7 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING
@@ -40,6 +40,7 @@ from oauth_tai.bearer import (
     MissingToken,
     ServiceUnavailable,
     check_token,
+    take_header_token,
     take_request_token,
 )
 from oauth_tai.breaker import CircuitBreaker
@@ -147,6 +148,17 @@ class TrustAssociationMiddleware:
         self.allow_query_token = allow_query_token
         self.user_claims = tuple(user_claims)
         self.report_only = report_only
+        # Tokens are checked for syntax on a cache miss only (see resolve).
+        self._take_token: Callable[[WSGIEnvironment], str | None] = (
+            partial(
+                take_request_token,
+                allow_body=allow_body_token,
+                allow_query=allow_query_token,
+                check=False,
+            )
+            if allow_body_token or allow_query_token
+            else take_header_token
+        )
         # Servers turn both "X-Auth-User" and "X_Auth_User" into the same
         # environ key, so one key per name covers every spelling.
         spoofable = (
@@ -173,12 +185,7 @@ class TrustAssociationMiddleware:
         token: str | None = None
         identity: Identity | None = None
         try:
-            token = take_request_token(
-                environ,
-                allow_body=self.allow_body_token,
-                allow_query=self.allow_query_token,
-                check=False,
-            )
+            token = self._take_token(environ)
             if token is None and not rule.oauth_only:
                 PASSED_WITHOUT_TOKEN.inc()
                 return self.app(environ, start_response)

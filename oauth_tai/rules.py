@@ -50,11 +50,15 @@ class InterceptRule:
     _regex: re.Pattern[str] | None = field(
         init=False, repr=False, compare=False, default=None
     )
+    prefix_only: bool = field(init=False, repr=False, compare=False, default=True)
 
     def __post_init__(self) -> None:
         if self.pattern is not None:
             object.__setattr__(self, "_regex", re.compile(self.pattern))
         object.__setattr__(self, "methods", frozenset(m.upper() for m in self.methods))
+        object.__setattr__(
+            self, "prefix_only", self.pattern is None and not self.methods
+        )
 
     def matches(self, path: str, method: str) -> bool:
         if not path.startswith(self.prefix):
@@ -110,6 +114,9 @@ class InterceptPolicy:
             return None
 
         for rule in self.rules:
-            if rule.matches(path, method):
+            # Most rules are a bare prefix: those need no method call.
+            if path.startswith(rule.prefix) and (
+                rule.prefix_only or rule.matches(path, method)
+            ):
                 return rule
         return None
