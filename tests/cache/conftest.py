@@ -23,7 +23,7 @@ import redis
 from webtest import TestApp
 
 from oauth_tai.cache import TokenCache
-from oauth_tai.identity import get_identity
+from oauth_tai.identity import Identity, get_identity
 from oauth_tai.middleware import TrustAssociationMiddleware
 from oauth_tai.redis_connect import connect_redis
 from oauth_tai.system import Provider
@@ -59,6 +59,18 @@ def eventually(check: Callable[[], T], deadline: float = DEADLINE_SECONDS) -> T:
         if time.monotonic() >= give_up:
             pytest.fail(f"still not true after {deadline} s: {check}")
         time.sleep(0.01)
+
+
+def identity(expires_at: float, user: str = "alice") -> Identity:
+    """An identity as the provider vouches for one, until ``expires_at``."""
+    return Identity(
+        user=user,
+        consumer_id="notes-app",
+        consumer_name="Notes App",
+        scopes=frozenset({"connections"}),
+        expires_at=int(expires_at),
+        token_hash="0123456789ab",
+    )
 
 
 class Clock:

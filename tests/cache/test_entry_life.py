@@ -23,18 +23,8 @@ from tests.cache.conftest import (
     CountingValidator,
     Grant,
     Spawn,
+    identity,
 )
-
-
-def identity(expires_at: float) -> Identity:
-    return Identity(
-        user="alice",
-        consumer_id="notes-app",
-        consumer_name="Notes App",
-        scopes=frozenset({"connections"}),
-        expires_at=int(expires_at),
-        token_hash="0123456789ab",
-    )
 
 
 @pytest.fixture

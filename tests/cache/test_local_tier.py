@@ -4,21 +4,9 @@ from __future__ import annotations
 
 import threading
 
-from oauth_tai.identity import Identity
 from oauth_tai.local_tier import MISS, LocalTier
 from oauth_tai.revocation import Revocation
-from tests.cache.conftest import Clock
-
-
-def identity(expires_at: float) -> Identity:
-    return Identity(
-        user="alice",
-        consumer_id="notes-app",
-        consumer_name="Notes App",
-        scopes=frozenset({"connections"}),
-        expires_at=int(expires_at),
-        token_hash="0123456789ab",
-    )
+from tests.cache.conftest import Clock, identity
 
 
 def test_the_store_holds_at_most_maxsize_entries_dropping_the_oldest() -> None:

@@ -19,6 +19,7 @@ from oauth_tai.identity import Identity
 from oauth_tai.middleware import TrustAssociationMiddleware
 from oauth_tai.redis_connect import connect_redis
 from oauth_tai.system import Provider
+from tests.cache.conftest import identity
 
 SECRET = b"cache-test-secret"
 
@@ -43,17 +44,6 @@ def client(redis_url: str) -> Iterator[redis.Redis]:
     connection = redis.Redis.from_url(redis_url)
     yield connection
     connection.close()
-
-
-def identity(expires_at: int, user: str = "alice") -> Identity:
-    return Identity(
-        user=user,
-        consumer_id="notes-app",
-        consumer_name="Notes App",
-        scopes=frozenset({"connections"}),
-        expires_at=expires_at,
-        token_hash="0123456789ab",
-    )
 
 
 def shared_cache(
