@@ -1,4 +1,4 @@
-"""Throwaway Redis topologies on loopback: a Sentinel-watched master, a cluster.
+"""Throwaway Redis topologies on loopback: Sentinel, Cluster, TLS, Unix socket.
 
 Each starts ``redis-server`` processes of its own on free loopback ports,
 in a folder of its own, and stops them all when closed. They need the
@@ -8,14 +8,21 @@ with how to install them, as a test that cannot run is not a pass.
 
 from __future__ import annotations
 
+import datetime
+import ipaddress
 import shutil
 import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 import redis
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from redis.sentinel import Sentinel
 
 from tests.conftest import free_port, wait_for_port
@@ -234,6 +241,124 @@ class ClusterRedis:
                     raise RuntimeError(f"the cluster node on {port} is not ready")
                 time.sleep(0.05)
             node.close()
+
+    def close(self) -> None:
+        self.servers.close()
+
+
+class TlsRedis:
+    """One server that speaks TLS only, with a certificate from a CA of its own.
+
+    ``url`` names it with ``rediss://`` and trusts that CA alone, so the
+    client checks the server's certificate as it would in production.
+    """
+
+    def __init__(self, workdir: Path) -> None:
+        self.servers = Servers(workdir)
+        self.workdir = workdir
+        self.port = free_port()
+        self.ca_file = workdir / "ca.pem"
+        self.url = (
+            f"rediss://:{MASTER_PASSWORD}@127.0.0.1:{self.port}/0"
+            f"?ssl_ca_certs={quote(str(self.ca_file))}"
+        )
+
+    def start(self) -> None:
+        certificate, key = self._issue_certificate()
+        self.servers.start(
+            free_port(),
+            "--tls-port",
+            str(self.port),
+            "--tls-cert-file",
+            str(certificate),
+            "--tls-key-file",
+            str(key),
+            "--tls-ca-cert-file",
+            str(self.ca_file),
+            # Clients prove nothing with certificates here; the password
+            # stands for them, as it does in most deployments.
+            "--tls-auth-clients",
+            "no",
+            "--requirepass",
+            MASTER_PASSWORD,
+        )
+        wait_for_port(self.port)
+
+    def _issue_certificate(self) -> tuple[Path, Path]:
+        now = datetime.datetime.now(datetime.UTC)
+        ca_key = ec.generate_private_key(ec.SECP256R1())
+        ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test CA")])
+        ca = (
+            x509.CertificateBuilder()
+            .subject_name(ca_name)
+            .issuer_name(ca_name)
+            .public_key(ca_key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+            .sign(ca_key, hashes.SHA256())
+        )
+        key = ec.generate_private_key(ec.SECP256R1())
+        certificate = (
+            x509.CertificateBuilder()
+            .subject_name(
+                x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+            )
+            .issuer_name(ca_name)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(
+                x509.SubjectAlternativeName(
+                    [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+                ),
+                False,
+            )
+            .sign(ca_key, hashes.SHA256())
+        )
+        self.ca_file.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+        certificate_file = self.workdir / "server.pem"
+        certificate_file.write_bytes(
+            certificate.public_bytes(serialization.Encoding.PEM)
+        )
+        key_file = self.workdir / "server.key"
+        key_file.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+        return certificate_file, key_file
+
+    def close(self) -> None:
+        self.servers.close()
+
+
+class UnixRedis:
+    """One server, named by the path of its Unix socket."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.servers = Servers(workdir)
+        self.socket = workdir / "redis.sock"
+        self.url = f"unix://:{MASTER_PASSWORD}@{self.socket}?db=0"
+
+    def start(self) -> None:
+        port = free_port()
+        self.servers.start(
+            port,
+            "--unixsocket",
+            str(self.socket),
+            "--requirepass",
+            MASTER_PASSWORD,
+        )
+        deadline = time.monotonic() + READY_SECONDS
+        while not self.socket.exists():
+            if time.monotonic() >= deadline:
+                raise RuntimeError(f"no socket at {self.socket}")
+            time.sleep(0.05)
 
     def close(self) -> None:
         self.servers.close()

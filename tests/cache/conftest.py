@@ -35,7 +35,7 @@ from tests.conftest import (
     start_server,
     wait_for_port,
 )
-from tests.redis_topologies import ClusterRedis, SentinelRedis
+from tests.redis_topologies import ClusterRedis, SentinelRedis, TlsRedis, UnixRedis
 
 SECRET = b"cache-suite-secret"
 CLIENT_ID = "notes-app"
@@ -154,6 +154,28 @@ def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
 def redis_sentinel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SentinelRedis]:
     """A master behind a Sentinel, each with a password, for the whole run."""
     topology = SentinelRedis(tmp_path_factory.mktemp("sentinel"))
+    try:
+        topology.start()
+        yield topology
+    finally:
+        topology.close()
+
+
+@pytest.fixture(scope="session")
+def redis_tls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsRedis]:
+    """A server that speaks TLS only, for the whole run."""
+    topology = TlsRedis(tmp_path_factory.mktemp("tls"))
+    try:
+        topology.start()
+        yield topology
+    finally:
+        topology.close()
+
+
+@pytest.fixture(scope="session")
+def redis_unix(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UnixRedis]:
+    """A server on a Unix socket, for the whole run."""
+    topology = UnixRedis(tmp_path_factory.mktemp("unix"))
     try:
         topology.start()
         yield topology

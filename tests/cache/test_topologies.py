@@ -1,7 +1,8 @@
-"""The shared tier on a Redis behind Sentinel and on a Redis Cluster.
+"""The shared tier on every kind of Redis ``OAUTH_TAI_REDIS_URL`` can name.
 
-Every test runs on both, each a set of real ``redis-server`` processes this
-run started on loopback (see :mod:`tests.redis_topologies`). On the
+Every test runs on a master behind Sentinel, a Redis Cluster, a server
+speaking TLS and a server on a Unix socket, each real ``redis-server``
+processes this run started on loopback (see :mod:`tests.redis_topologies`). On the
 cluster the keys of one step fall in different hash slots, on different
 nodes: nothing may assume they share one.
 """
@@ -30,6 +31,8 @@ from tests.redis_topologies import (
     SENTINEL_PASSWORD,
     ClusterRedis,
     SentinelRedis,
+    TlsRedis,
+    UnixRedis,
 )
 
 # A revocation reaches every listening process within this.
@@ -41,11 +44,11 @@ Caches = Callable[..., TokenCache]
 EXPIRES_AT = int(time.time()) + 3600
 
 
-@pytest.fixture(params=["sentinel", "cluster"])
+@pytest.fixture(params=["sentinel", "cluster", "tls", "unix"])
 def url(request: pytest.FixtureRequest) -> str:
     """``OAUTH_TAI_REDIS_URL`` for the topology under test."""
-    topology: SentinelRedis | ClusterRedis = request.getfixturevalue(
-        f"redis_{request.param}"
+    topology: SentinelRedis | ClusterRedis | TlsRedis | UnixRedis = (
+        request.getfixturevalue(f"redis_{request.param}")
     )
     return topology.url
 
@@ -169,6 +172,16 @@ def test_a_revoked_jti_is_refused_by_every_process(caches: Caches) -> None:
 
 def test_readiness_pings_the_topology(url: str) -> None:
     redis_probe(url)()
+
+
+def test_tls_trusts_only_the_certificate_authorities_it_is_given(
+    redis_tls: TlsRedis,
+) -> None:
+    """Without the CA that signed the server's certificate, no connection."""
+    system_trust = redis_tls.url.split("?")[0]
+
+    with pytest.raises(REDIS_FAILURES, match="certificate verify failed"):
+        redis_probe(system_trust)()
 
 
 def test_serve_starts_and_listens_on_the_topology(tmp_path: Path, url: str) -> None:
