@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,6 +27,8 @@ from oauth_tai.system import (
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIApplication
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -58,6 +61,16 @@ def build_gateway(
         split_upstream(upstream)
 
     remote = bool(settings.introspection_url or settings.jwks_url)
+    if remote and not settings.redis_url:
+        # Nothing tells this process of a revocation: only the cache's
+        # life bounds how long a revoked token is still accepted.
+        logger.warning(
+            "tokens are checked by a remote provider and no Redis is shared "
+            "with it: a revoked token may be accepted for up to %d s "
+            "(OAUTH_TAI_CACHE_TTL); set OAUTH_TAI_REDIS_URL to the provider's "
+            "Redis to hear revocations at once",
+            settings.cache_ttl,
+        )
     provider = None if remote else open_provider(settings)
     cache = build_cache(settings)
     validator = build_validator(settings, provider)

@@ -191,6 +191,13 @@ def test_unreachable_provider_gets_503_with_retry_after(
     assert answer.json()["error"] == "temporarily_unavailable"
 
 
+def test_a_remote_gateway_without_redis_warns_revocations_go_unheard(
+    decision: Process,
+) -> None:
+    """It cannot hear revocations: the operator is told for how long."""
+    assert "a revoked token may be accepted for up to 300 s" in decision.log()
+
+
 def test_local_store_gateway_follows_revocations(
     deployment: Deployment, start_gateway: StartGateway
 ) -> None:
