@@ -52,6 +52,7 @@ from sqlalchemy import (
     text,
 )
 
+from oauth_tai.db_lock import hold_lock
 from oauth_tai.errors import SchemaTooNew
 
 logger = logging.getLogger(__name__)
@@ -335,20 +336,14 @@ def _recorded_version(conn: Connection) -> int | None:
 def _migration_lock(engine: Engine) -> Iterator[Connection]:
     """Yield a connection in a transaction that holds the migration lock."""
     with engine.connect() as conn, conn.begin():
-        if conn.dialect.name == "sqlite":
-            # Takes the write lock now, not at the first write, so that a
-            # second process waits here (the busy timeout) rather than read
-            # a version that is about to change.
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
-        elif conn.dialect.name == "postgresql":
-            # Released by the transaction's end, commit or rollback.
-            conn.execute(
-                text(
-                    "SELECT pg_advisory_xact_lock("
-                    ":space, hashtext(coalesce(current_schema(), '')))"
-                ),
-                {"space": _LOCK_SPACE},
-            )
+        # On SQLite the whole database's write lock, so that a second
+        # process waits here rather than read a version about to change.
+        schema = ""
+        if conn.dialect.name == "postgresql":
+            schema = conn.execute(
+                text("SELECT coalesce(current_schema(), '')")
+            ).scalar_one()
+        hold_lock(conn, _LOCK_SPACE, schema)
         yield conn
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
 from oauth_tai.provider.store import Lifetimes, TokenStore
 from oauth_tai.system import Provider
 
@@ -70,3 +73,23 @@ def test_an_expired_grant_starts_over_on_consent(provider: Provider) -> None:
     assert new != old
     (grant,) = store.grants_of("alice")
     assert grant.authorized_at == int(clock.now)
+
+
+def test_simultaneous_consents_make_one_grant(provider: Provider) -> None:
+    """Two tabs, or a double click: each consent renews the one grant."""
+    provider.registry.add("race-app", "Race App", "https://race.example/cb")
+    store = provider.store
+    rounds, at_once = 5, 4
+    for n in range(rounds):
+        user = f"user-{n}"
+        start = threading.Barrier(at_once)
+
+        def consent(user: str = user, start: threading.Barrier = start) -> int:
+            start.wait()
+            return store.consent(user, "race-app", "connections")
+
+        with ThreadPoolExecutor(at_once) as pool:
+            ids = set(pool.map(lambda _: consent(), range(at_once)))
+
+        assert len(ids) == 1, f"{user} got grants {ids}"
+        assert len(store.grants_of(user)) == 1

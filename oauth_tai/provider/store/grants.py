@@ -6,13 +6,18 @@ renews a live one. Revoking a grant revokes every token issued under it.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from sqlalchemy import and_, insert, select, update
 
 from oauth_tai.database import consumers, grants, tokens
+from oauth_tai.db_lock import hold_lock
 from oauth_tai.provider.store.revocations import RevocationFeed
+
+# The lock space of consents ("oTAC"), beside the migrations' ("oTAI").
+_CONSENT_SPACE: Final = 0x6F544143
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +40,9 @@ class GrantStore(RevocationFeed):
         now = self.now()
         expires = now + self.lifetimes.grant
         with self.engine.begin() as conn:
+            # Two consents at once (two tabs, a double click) must not both
+            # find no live grant and start one each.
+            hold_lock(conn, _CONSENT_SPACE, json.dumps([username, client_id]))
             live = conn.execute(
                 select(grants.c.id).where(
                     grants.c.username == username,
