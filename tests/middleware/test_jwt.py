@@ -337,7 +337,8 @@ def test_a_flood_of_unknown_kids_refetches_once_per_window(
     flood()
     assert authlib_provider.jwks_requests == 2
 
-    clock.advance(JWKS_REFETCH_INTERVAL / 2)
+    # Past the interval, not at it: clock arithmetic rounds.
+    clock.advance(JWKS_REFETCH_INTERVAL / 2 + 1)
     flood()
     assert authlib_provider.jwks_requests == 3
 
@@ -350,7 +351,8 @@ def test_a_withdrawn_key_stops_verifying_once_the_keys_are_refreshed(
     authlib_provider.rotate()
     authlib_provider.withdraw(old)
 
-    clock.advance(JWKS_MAX_AGE)
+    # Past the age, not at it: (now + age) - now may round to just under it.
+    clock.advance(JWKS_MAX_AGE + 1)
 
     assert_refused(app, authlib_provider.sign(key=old))
     assert authlib_provider.jwks_requests == 2
