@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -29,6 +30,7 @@ from typing import Final
 from oauth_tai.identity import Identity
 from oauth_tai.local_tier import MISS, LocalTier, Miss
 from oauth_tai.metrics import L1_ANSWERS, L2_ANSWERS, NEGATIVE_HITS
+from oauth_tai.recent_revocations import RecentRevocations
 from oauth_tai.redis_connect import RedisClient
 from oauth_tai.redis_guard import RedisGuard, RedisUnavailable
 from oauth_tai.revocation import Revocation, RevocationChannel
@@ -105,6 +107,11 @@ class TokenCache:
         self._clock = clock
         self._monotonic = monotonic
         self.local = LocalTier(maxsize, max_stale, clock)
+        self.recent = RecentRevocations(clock)
+        # Revoked keys whose tombstones or message did not reach Redis:
+        # written and sent again once the channel is heard again.
+        self._unwritten: set[str] = set()
+        self._unwritten_lock = threading.Lock()
         self.lock_waits = 0
 
         self.redis = redis_client
@@ -114,12 +121,13 @@ class TokenCache:
         if redis_client is not None:
             tag_key = hashlib.sha256(b"oauth-tai cache tag\0" + secret).digest()
             self.guard = RedisGuard(redis_client, clock=monotonic)
+            self.guard.on_recovered = self._write_unwritten
             self.shared = SharedTier(self.guard, prefix, tag_key)
             self.channel = RevocationChannel(
                 self.guard,
                 prefix + "revocations",
                 secret,
-                on_revocation=self.local.forget,
+                on_revocation=self._heard,
                 on_lost=self.suspend,
                 on_joined=self.resume,
             )
@@ -303,12 +311,33 @@ class TokenCache:
         if not revocation.keys:
             return
 
-        if self.shared is not None:
-            until = self._clock() + self.ttl
-            self.shared.tombstone(list(revocation.keys), until, self.ttl)
+        self._revoke(revocation, announce=True)
+
+    def revoked_elsewhere(self, keys: Iterable[str]) -> None:
+        """Take in a revocation made by another process (the database feed).
+
+        As :meth:`revoke`, but not announced on the channel again: the
+        revoker did, or tried to.
+        """
+        revocation = Revocation(tuple(keys))
+        if revocation.keys:
+            self._revoke(revocation, announce=False)
+
+    def _revoke(self, revocation: Revocation, *, announce: bool) -> None:
+        self.recent.add(revocation.keys, self._clock() + self.ttl)
         self.local.forget(revocation)
-        if self.channel is not None:
-            self.channel.publish(revocation)
+        if self.shared is None:
+            return
+
+        written = self.shared.tombstone(
+            list(revocation.keys), self._clock() + self.ttl, self.ttl
+        )
+        sent = not announce or (
+            self.channel is not None and self.channel.publish(revocation)
+        )
+        if not (written and sent):
+            with self._unwritten_lock:
+                self._unwritten.update(revocation.keys)
 
     def revoke_digests(self, digests: Iterable[bytes]) -> None:
         """Revoke tokens by SHA-256 digest, as the provider's store reports them."""
@@ -394,8 +423,27 @@ class TokenCache:
         self.local.clear(hearing=False)
 
     def resume(self) -> None:
-        """Revocations are heard again: drop what L1 took in meanwhile."""
+        """Revocations are heard again: drop what L1 took in meanwhile.
+
+        Revocations this process could not write to Redis or announce
+        while it was away are written and announced now (and when any
+        other call finds Redis answering again).
+        """
         self.local.clear(hearing=True)
+        self._write_unwritten()
+
+    def _write_unwritten(self) -> None:
+        # Redis answers again: write and announce what it missed meanwhile.
+        with self._unwritten_lock:
+            unwritten, self._unwritten = self._unwritten, set()
+        if unwritten:
+            logger.info("writing %d revocations Redis missed", len(unwritten))
+            self._revoke(Revocation(tuple(unwritten)), announce=True)
+
+    def _heard(self, revocation: Revocation) -> None:
+        # A revocation announced by another process, on the channel.
+        self.recent.add(revocation.keys, self._clock() + self.ttl)
+        self.local.forget(revocation)
 
     # -- inside -------------------------------------------------------------
 
@@ -412,6 +460,14 @@ class TokenCache:
         self, key: str, found: SharedEntry, epoch: int
     ) -> Identity | None | Miss:
         if found.fresh_until <= self._clock():
+            return MISS
+
+        if found.identity is not None and self.recent.doubts(key):
+            # Redis may have missed the revocation's tombstone: ask.
+            logger.debug(
+                "token %s was revoked lately: not taking Redis's active answer",
+                key[:LOG_HASH_CHARS],
+            )
             return MISS
 
         if found.jti_hash is not None and self.local.jti_revoked(found.jti_hash):

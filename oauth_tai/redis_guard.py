@@ -73,6 +73,8 @@ class RedisGuard:
         self._down = False
         self._retry_at = -math.inf
         self._lock = threading.Lock()
+        # Called once when Redis answers again after an outage.
+        self.on_recovered: Callable[[], None] | None = None
 
     @property
     def client(self) -> RedisClient:
@@ -150,6 +152,8 @@ class RedisGuard:
             self._down = False
 
         logger.info("Redis answers again")
+        if self.on_recovered is not None:
+            self.on_recovered()
 
     def _may_probe(self) -> bool:
         # One caller per interval probes; the others skip Redis without

@@ -121,24 +121,26 @@ class SharedTier:
 
         self._quietly(store)
 
-    def tombstone(self, keys: list[str], until: float, seconds: float) -> None:
+    def tombstone(self, keys: list[str], until: float, seconds: float) -> bool:
         """Replace the entries for ``keys`` with inactive ones, for ``seconds``.
 
         :param until: the clock time at which the tombstones' answer ends.
+        Returns whether Redis took them.
         """
         millis = int(seconds * 1000)
         if not keys or millis <= 0:
-            return
+            return True
 
         tomb = SharedEntry(None, until, None)
 
-        def store(r: RedisClient) -> None:
+        def store(r: RedisClient) -> bool:
             pipe = r.pipeline(transaction=False)
             for key in keys:
                 pipe.set(self._entries + key, self._seal(key, tomb), px=millis)
             pipe.execute()
+            return True
 
-        self._quietly(store, force=True)
+        return bool(self._quietly(store, force=True))
 
     def delete(self, key: str) -> None:
         name = self._entries + key

@@ -260,8 +260,9 @@ class RevocationFollower:
     def poll(self) -> int:
         """Evict what was revoked since the last poll; return how many."""
         self.last_id, digests = self.store.revocations_since(self.last_id)
-        for digest in digests:
-            self.cache.evict(self.cache.key_for_digest(digest))
+        self.cache.revoked_elsewhere(
+            self.cache.key_for_digest(digest) for digest in digests
+        )
         FEED_RECEIVED.inc(len(digests))
         return len(digests)
 

@@ -21,9 +21,10 @@ import redis
 
 from oauth_tai.cache import MISS, TokenCache
 from oauth_tai.redis_connect import connect_redis
+from oauth_tai.redis_guard import REDIS_BACKOFF_SECONDS
 from oauth_tai.revocation import Revocation
 from oauth_tai.settings import Settings
-from oauth_tai.system import Provider, open_provider
+from oauth_tai.system import Provider, RevocationFollower, open_provider
 from oauth_tai.validators.jwt import JwtIssuer, JwtValidator
 from tests.cache.conftest import (
     CLIENT_ID,
@@ -42,6 +43,9 @@ from tests.interop.authlib_provider import AuthlibProvider, running_provider
 
 # The promise under test; the bound on each wait for a revocation to land.
 WITHIN_SECONDS = 1.0
+
+# How long a test makes Redis hold every command; it measures nothing.
+PAUSE_SECONDS = 2.0
 
 
 class Channel:
@@ -220,6 +224,85 @@ def test_a_process_that_missed_a_revocation_drops_its_l1_on_resubscribing(
 
     assert web.cache.get_local(web.cache.key(token)) is MISS
     assert web.status(token) == 401
+
+
+def test_a_revocation_redis_missed_is_not_undone_when_it_answers_again(
+    grant: Grant, spawn: Spawn, own_redis: RedisServer
+) -> None:
+    """Redis stalls, keeping its data; a token is revoked meanwhile.
+
+    The active answer Redis held from before is still there when it
+    answers again. Neither the process that heard the revocation from the
+    database feed, nor a process that heard nothing, may take it.
+    """
+    counting = CountingValidator(grant.provider.store)
+    web = spawn(counting, own_redis.url, listen=True)
+    revoking = spawn(counting, own_redis.url, listen=True)
+    eventually(lambda: web.cache.hearing and revoking.cache.hearing)
+    feed = RevocationFollower(grant.provider.store, web.cache)
+    token = grant.issue()
+    assert web.status(token) == 200
+
+    # CLIENT PAUSE, not SIGSTOP: commands sent to a stopped server still
+    # run when it continues; these are dropped with the connections that
+    # give up on them, as they are when Redis fails over or restarts.
+    admin = own_redis.client()
+    admin.execute_command("CLIENT", "PAUSE", int(PAUSE_SECONDS * 1000), "ALL")
+    paused_until = time.monotonic() + PAUSE_SECONDS
+    grant.provider.store.revoke_grant(grant.grant_id)
+    revoking.cache.revoke_digests([hashlib.sha256(token.encode()).digest()])
+    assert feed.poll() == 1
+    assert time.monotonic() < paused_until, "the revocation took longer than the pause"
+    time.sleep(max(0.0, paused_until - time.monotonic()))
+    admin.close()
+
+    # Until Redis is used again (after the backoff) and then on: the
+    # first read that finds it answering finds the stale answer too.
+    key = web.cache.key(token)
+    statuses = []
+    until = time.monotonic() + 3 * REDIS_BACKOFF_SECONDS
+    while time.monotonic() < until:
+        web.cache.clear()  # read Redis every time, not L1's refusal
+        statuses.append(web.status(token))
+        time.sleep(0.02)
+    assert set(statuses) == {401}
+    assert web.cache.guard is not None and not web.cache.guard.down
+
+    # The revoking process writes what Redis missed once Redis answers:
+    # then even a process that heard nothing finds the tombstone.
+    late = spawn(counting, own_redis.url)
+    eventually(lambda: late.cache.get(key) is None)
+    assert late.status(token) == 401
+
+
+def test_a_replayed_entry_cannot_bring_a_revoked_token_back(
+    grant: Grant, spawn: Spawn, redis_url: str, redis_prefix: str
+) -> None:
+    """Write access to Redis lets one put an old genuine entry back.
+
+    Every process that heard the revocation still refuses the token.
+    """
+    counting = CountingValidator(grant.provider.store)
+    web = spawn(counting, redis_url, redis_prefix, listen=True)
+    revoking = spawn(counting, redis_url, redis_prefix, listen=True)
+    eventually(lambda: web.cache.hearing and revoking.cache.hearing)
+    token = grant.issue()
+    assert web.status(token) == 200
+    client = redis.Redis.from_url(redis_url)
+    key = web.cache.key(token)
+    name = web.cache.prefix + key
+    genuine, life = client.get(name), client.pttl(name)
+    assert genuine is not None and life > 0
+
+    grant.provider.store.revoke_grant(grant.grant_id)
+    revoking.cache.revoke_digests([hashlib.sha256(token.encode()).digest()])
+    eventually(lambda: web.cache.get_local(key) is MISS)
+    client.set(name, genuine, px=life)
+
+    asked = counting.calls
+    assert [web.status(token) for _ in range(5)] == [401] * 5
+    assert counting.calls == asked + 1, "the provider was asked, not Redis believed"
+    client.close()
 
 
 # -- JWT access tokens --------------------------------------------------------
