@@ -178,11 +178,20 @@ def _parse(url: str) -> RedisTarget:
             "must start with " + ", ".join(f"{s}://" for s in SCHEMES)
         )
 
+    # The authority ends at the first "/", "?" or "#": one in a password
+    # puts the rest of it, and the host, in the path or query, where an
+    # "@" is left to tell. Read on, the URL would name another host, and
+    # errors and logs would show the password's pieces as its parts.
+    if "@" in url.strip()[match.end("netloc") :]:
+        raise ConfigurationError("has an '@' after its host" + _ENCODING_HINT)
+
+    userinfo, at, hosts = match.group("netloc").rpartition("@")
     if scheme in ("redis", "rediss", "unix"):
+        if scheme != "unix" and (address := _NODE.fullmatch(hosts)):
+            _check_port(address.group("port"))
         return _server(url.strip(), scheme)
 
     tls = scheme.startswith("rediss")
-    userinfo, at, hosts = match.group("netloc").rpartition("@")
     query = parse_qsl(match.group("query") or "")
     if scheme.endswith("+sentinel"):
         return _sentinel(tls, userinfo + at, hosts, match.group("path"), query)
@@ -282,15 +291,24 @@ def _nodes(hosts: str, default_port: int) -> tuple[tuple[str, int], ...]:
     nodes = []
     for each in hosts.split(","):
         match = _NODE.fullmatch(each.strip())
-        port = int(match.group("port") or default_port) if match else 0
-        if match is None or not 0 < port < 65536:
+        if match is None:
             raise ConfigurationError(
-                "needs host[:port] addresses separated by commas, each port "
-                "from 1 to 65535" + _ENCODING_HINT
+                "needs host[:port] addresses separated by commas" + _ENCODING_HINT
             )
+
+        port = _check_port(match.group("port")) or default_port
         nodes.append((unquote(match.group("ipv6") or match.group("host")), port))
 
     return tuple(nodes)
+
+
+def _check_port(port: str | None) -> int | None:
+    """Return the port as a number; raise if it is no TCP port."""
+    if port is None:
+        return None
+    if not 0 < int(port) < 65536:
+        raise ConfigurationError("has a port out of range: from 1 to 65535")
+    return int(port)
 
 
 def _data_options(
@@ -335,13 +353,33 @@ def _check_options(make: Callable[..., object], options: Mapping[str, Any]) -> N
     try:
         make(**options)
     except TypeError:
-        raise ConfigurationError(
-            "has an option after '?' that redis-py does not take" + _ENCODING_HINT
-        ) from None
+        # A TLS option on a URL without TLS: its value may be wrong too.
+        if make is not Connection or not _refuses(SSLConnection, options):
+            raise ConfigurationError(
+                "has an option after '?' that redis-py does not take" + _ENCODING_HINT
+            ) from None
+        make = SSLConnection
     except (ValueError, redis.RedisError):
-        raise ConfigurationError(
-            "has an option after '?' with a value redis-py refuses"
-        ) from None
+        pass
+    else:
+        return
+
+    refused = [name for name in options if _refuses(make, {name: options[name]})]
+    raise ConfigurationError(
+        f"has a value for {', '.join(map(repr, refused)) or 'an option'} "
+        "that redis-py refuses"
+    )
+
+
+def _refuses(make: Callable[..., object], options: Mapping[str, Any]) -> bool:
+    """Tell whether ``make`` takes these options but refuses a value."""
+    try:
+        make(**options)
+    except (ValueError, redis.RedisError):
+        return True
+    except TypeError:
+        return False
+    return False
 
 
 def _no_retry() -> Retry:

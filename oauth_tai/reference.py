@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import re
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from oauth_tai.settings import PREFIX, Settings
 
@@ -102,21 +101,22 @@ def settings_values(settings: Settings) -> dict[str, Any]:
 def hide_password(url: str) -> str:
     """Return ``url`` with its passwords, if any, replaced by ``***``.
 
-    That is the one before the host, and the value of every option whose
-    name ends in ``password`` (a Redis Sentinel URL's ``sentinel_password``).
+    That is everything between ``://`` and the last ``@``, whatever it
+    holds: a password with an unencoded ``/``, ``?``, ``#`` or ``@`` runs
+    past where a URL parser ends the user information. Then the value of
+    every option whose name ends in ``password`` (a Redis Sentinel URL's
+    ``sentinel_password``).
     """
-    try:
-        parts = urlsplit(url)
-        password = parts.password
-    except ValueError:
-        return "(unreadable URL)"
+    scheme, slashes, rest = url.partition("://")
+    if not slashes:
+        scheme, rest = "", url
+    _userinfo, at, rest = rest.rpartition("@")
 
-    parts = parts._replace(query=_PASSWORD_OPTION.sub(r"\1***", parts.query))
-    if password:
-        user, _, host = parts.netloc.rpartition("@")
-        name = user.split(":", 1)[0]
-        parts = parts._replace(netloc=f"{name}:***@{host}")
-    return urlunsplit(parts)
+    address, mark, query = rest.partition("?")
+    query, hash_, fragment = query.partition("#")
+    query = _PASSWORD_OPTION.sub(r"\1***", query)
+    hidden = "***@" if at else ""
+    return scheme + slashes + hidden + address + mark + query + hash_ + fragment
 
 
 _PASSWORD_OPTION = re.compile(r"((?:^|&)[^=&]*password=)[^&]*", re.IGNORECASE)

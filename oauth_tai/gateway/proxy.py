@@ -58,6 +58,10 @@ CONNECT_TIMEOUT: Final = 5.0
 # free the serving thread in the end.
 READ_TIMEOUT: Final = 300.0
 
+# The path the proxy forwards when it differs from PATH_INFO, the one the
+# policy judged: the same path with its ;parameters.
+UPSTREAM_PATH: Final = "oauth_tai.gateway.upstream_path"
+
 # Characters left as they are when a decoded path is encoded again.
 _PATH_SAFE = "/:@!$&'()*+,;=-._~"
 
@@ -106,8 +110,10 @@ def protect_upstream(
 class CanonicalRequest:
     """Resolve dot and empty path segments and upper-case the method.
 
-    The policy then judges, and the proxy forwards, the request the
-    upstream will serve. A path that does not start with ``/`` gets 400.
+    The policy then judges the request as the strictest upstream reads it,
+    without its ``;parameters``, and the proxy forwards the same path with
+    them (in :data:`UPSTREAM_PATH`). A path that does not start with
+    ``/``, or that upstreams would read differently, gets 400.
     """
 
     def __init__(self, app: WSGIApplication) -> None:
@@ -116,17 +122,21 @@ class CanonicalRequest:
     def __call__(
         self, environ: WSGIEnvironment, start_response: StartResponse
     ) -> Iterable[bytes]:
-        path = canonical_path(environ.get("PATH_INFO") or "/")
-        if path is None:
+        sent = environ.get("PATH_INFO") or "/"
+        path = canonical_path(sent)
+        forwarded = canonical_path(sent, keep_parameters=True)
+        if path is None or forwarded is None:
             INVALID_REQUESTS.inc()
             return respond_json(
                 start_response,
                 400,
                 "invalid_request",
-                "the path is not absolute, or holds a backslash or control character",
+                "the path is not absolute, holds a backslash or control "
+                "character, or has ;parameters that upstreams read differently",
             )
 
         environ["PATH_INFO"] = path
+        environ[UPSTREAM_PATH] = forwarded
         environ["REQUEST_METHOD"] = str(environ.get("REQUEST_METHOD", "GET")).upper()
         return self.app(environ, start_response)
 
@@ -176,7 +186,8 @@ class ReverseProxy:
                 start_response, 400, "invalid_request", "bad Content-Length"
             )
 
-        path = quote(str(environ.get("PATH_INFO", "/")).encode("latin-1"), _PATH_SAFE)
+        sent = environ.get(UPSTREAM_PATH) or environ.get("PATH_INFO") or "/"
+        path = quote(str(sent).encode("latin-1"), _PATH_SAFE)
         query = environ.get("QUERY_STRING", "")
         url = self.origin + self.base_path + path + (f"?{query}" if query else "")
         headers = self._request_headers(environ)

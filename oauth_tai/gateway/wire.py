@@ -120,31 +120,65 @@ def is_hop_by_hop(name: str, ending: Iterable[str]) -> bool:
 _AMBIGUOUS = re.compile(r"[\\\x00-\x1f\x7f]")
 
 
-def canonical_path(path: str) -> str | None:
-    """Return a decoded path with its empty, ``.`` and ``..`` segments resolved.
+def canonical_path(path: str, *, keep_parameters: bool = False) -> str | None:
+    """Return a decoded path as the strictest upstream reads it.
 
     The policy must match the path the upstream will serve: an upstream
     that resolves ``/public/../api/`` itself would otherwise serve
-    ``/api/`` to a request the policy saw as public. Returns ``None`` for a
-    path that does not start with ``/``, or that holds a backslash or a
-    control character: some servers read ``\\`` as ``/`` or stop at NUL,
-    and no policy can guess which.
+    ``/api/`` to a request the policy saw as public. Tomcat, Jetty and
+    Spring also drop each segment's ``;parameters`` before they resolve
+    dot segments, so ``/api;x/reports`` is judged as ``/api/reports``.
+    Paths are compared as they are, case and all.
+
+    Returns ``None`` for a path that does not start with ``/``, that holds
+    a backslash or a control character (some servers read ``\\`` as
+    ``/`` or stop at NUL, and no policy can guess which), or whose
+    parameters upstreams disagree about (see :func:`_read_alike`).
+
+    :param keep_parameters: keep the parameters in the path returned: the
+        form forwarded upstream, whose reading the policy judged.
     """
     if not path.startswith("/") or _AMBIGUOUS.search(path):
         return None
 
+    sent = path.split("/")[1:]
+    names = [segment.partition(";")[0] for segment in sent]
+    if ";" in path and not _read_alike(sent, names):
+        return None
+
+    kept = sent if keep_parameters else names
     segments: list[str] = []
-    for segment in path.split("/"):
-        if segment == "..":
+    for name, segment in zip(names, kept, strict=True):
+        if name == "..":
             if segments:
                 segments.pop()
         elif segment not in ("", "."):
             segments.append(segment)
 
     canonical = "/" + "/".join(segments)
-    if segments and path.rsplit("/", 1)[1] in ("", ".", ".."):
+    if segments and kept[-1] in ("", ".", ".."):
         canonical += "/"
     return canonical
+
+
+def _read_alike(sent: list[str], names: list[str]) -> bool:
+    """Tell whether every upstream reads a path with parameters the same way.
+
+    Java servers strip ``;parameters`` first, so ``..;`` is a step up and
+    ``;x`` an empty segment there; elsewhere (RFC 3986 §3.3 leaves
+    parameters to the application) they are ordinary names. With a dot
+    segment or a segment of parameters alone (but the last, where
+    ``;jsessionid=`` may follow a slash) the two readings name different
+    resources, and judging either would let the other through. Clients
+    remove dot segments before sending (RFC 3986 §5.2.4), so only a
+    crafted request is refused.
+    """
+    if any(name in (".", "..") for name in names):
+        return False
+
+    return all(
+        name or not segment for name, segment in zip(names[:-1], sent[:-1], strict=True)
+    )
 
 
 REASONS = {

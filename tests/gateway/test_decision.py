@@ -152,6 +152,21 @@ def test_dot_segments_cannot_walk_out_of_a_guarded_path(
         assert answer.status_code == 401, uri
 
 
+def test_path_parameters_cannot_hide_a_guarded_path(decision: Process) -> None:
+    """Java upstreams drop ;parameters: /api;x/ is /api/ to them, so to us."""
+    for uri in ("/api;/reports", "/api;jsessionid=1/x", "/api/reports;v=2"):
+        answer = ask(decision, nginx("GET", uri))
+
+        assert answer.status_code == 401, uri
+
+    # ..; climbs in Java and is a name elsewhere: no single reading is safe.
+    for uri in ("/api/public/..;/x", "/api/public/..%3B/x", "/about/..;/api/x"):
+        answer = ask(decision, nginx("GET", uri))
+
+        assert answer.status_code == 400, uri
+        assert "X-Auth-User" not in answer.headers
+
+
 def test_client_cannot_choose_the_request_that_is_judged(
     deployment: Deployment, decision: Process
 ) -> None:

@@ -251,6 +251,39 @@ def test_refused_requests_never_reach_the_upstream(
     assert len(upstream.requests) == before
 
 
+def send_as_is(
+    proxy: Process, path: str, headers: dict[str, str] | None = None
+) -> tuple[int, bytes]:
+    """Send ``path`` unresolved, as ``curl --path-as-is`` does."""
+    connection = http.client.HTTPConnection(urlsplit(proxy.base).netloc, timeout=10)
+    connection.request("GET", path, headers=headers or {})
+    response = connection.getresponse()
+    answer = response.status, response.read()
+    connection.close()
+    return answer
+
+
+def test_path_parameters_are_judged_as_java_reads_them(
+    deployment: Deployment, proxy: Process, upstream: Upstream
+) -> None:
+    """/api;/x is /api/x to Tomcat: it needs a token, and keeps its parameters."""
+    before = len(upstream.requests)
+
+    bare = send_as_is(proxy, "/api;/x")
+    session = send_as_is(proxy, "/api;jsessionid=1/x")
+    climb = send_as_is(proxy, "/public/..;/api/x")
+    assert len(upstream.requests) == before
+
+    status, body = send_as_is(proxy, "/api;jsessionid=1/x", bearer(deployment.token))
+
+    assert bare[0] == 401
+    assert session[0] == 401
+    assert climb[0] == 400
+    assert json.loads(climb[1])["error"] == "invalid_request"
+    assert status == 200
+    assert json.loads(body)["path"] == "/base/api;jsessionid=1/x"
+
+
 def test_unreachable_upstream_gets_502(
     deployment: Deployment, start_gateway: StartGateway
 ) -> None:

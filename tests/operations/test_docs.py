@@ -49,7 +49,7 @@ def test_the_command_prints_the_reference_and_hides_secrets(tmp_path: Path) -> N
 
     assert reference.stdout == settings_markdown()
     values = json.loads(shown.stdout)
-    assert values["database_url"] == "postgresql://admin:***@db.invalid/x"
+    assert values["database_url"] == "postgresql://***@db.invalid/x"
     assert "secret_key" not in values
     assert "hunter2" not in shown.stdout and "a-secret-key" not in shown.stdout
 
