@@ -2,9 +2,13 @@
 
 ``GET /healthz`` answers 200 while the process can answer at all: a
 liveness probe that restarts a process which stopped answering.
-``GET /readyz`` answers 200 when the database and, when one is
-configured, Redis answer, and 503 when one does not: a readiness probe
-that takes an instance out of the load balancer until they are back.
+``GET /readyz`` answers 200 when the database answers, and 503 when it
+does not: a readiness probe that takes an instance out of the load
+balancer until it is back. Redis does not count: without it requests are
+answered from each process's own cache and the provider, so an outage
+costs speed, not service, and taking every instance out for it would
+turn it into one. The cache logs a Redis outage when it starts and ends,
+and counts each failed command (``oauth_tai_redis_errors_total``).
 ``GET /metrics`` is the Prometheus endpoint, when served on this port.
 
 All three are unauthenticated, so they say nothing an attacker could use:
@@ -23,11 +27,9 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Final
 
-from redis.cluster import RedisCluster
 from sqlalchemy import Engine, text
 
 from oauth_tai.metrics import metrics_app
-from oauth_tai.redis_connect import RedisClient, redis_connector
 from oauth_tai.settings import Settings
 
 if TYPE_CHECKING:
@@ -43,10 +45,6 @@ METRICS_PATH: Final = "/metrics"
 # them and bounds what an unauthenticated flood can cost.
 READINESS_CACHE_SECONDS: Final = 1.0
 
-# A Redis that takes longer than this to answer PING is not ready to sit
-# on the request path.
-REDIS_PROBE_TIMEOUT_SECONDS: Final = 0.5
-
 Probe = Callable[[], object]
 
 
@@ -56,32 +54,6 @@ def database_probe(engine: Engine) -> Probe:
     def probe() -> None:
         with engine.connect() as conn:
             conn.execute(text("SELECT 1"))
-
-    return probe
-
-
-def redis_probe(url: str) -> Probe:
-    """Return a probe that sends the Redis at ``url`` a ``PING``.
-
-    It has a client of its own, so that it tells whether Redis answers,
-    not whether the cache has given up on it for a while. A cluster's
-    client is made by the first probe that reaches the cluster, and every
-    primary of the cluster is pinged. Raises
-    :class:`~oauth_tai.errors.ConfigurationError` for a URL it cannot read.
-    """
-    connect = redis_connector(url, timeout=REDIS_PROBE_TIMEOUT_SECONDS)
-    client: RedisClient | None = None
-
-    def probe() -> None:
-        # Readiness holds its lock around the probes: one thread at a time.
-        nonlocal client
-        if client is None:
-            client = connect()
-        if isinstance(client, RedisCluster):
-            # Each primary holds a share of the cache: every one must answer.
-            client.ping(target_nodes=RedisCluster.PRIMARIES)
-        else:
-            client.ping()
 
     return probe
 
@@ -146,15 +118,11 @@ def with_operations(
 ) -> OperationsApp:
     """Put the operations endpoints in front of ``app``, as the settings say.
 
-    ``/readyz`` checks the Redis of the settings, if any.
-
     :param engine: the database ``/readyz`` checks, if this process has one.
     """
     probes: list[tuple[str, Probe]] = []
     if engine is not None:
         probes.append(("the database", database_probe(engine)))
-    if settings.redis_url:
-        probes.append(("Redis", redis_probe(settings.redis_url)))
 
     on_main_port = settings.metrics_enabled and not settings.metrics_port
     return OperationsApp(

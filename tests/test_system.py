@@ -60,13 +60,44 @@ def test_the_follower_starts_after_what_was_revoked_before(
 def test_purge_drops_revocations_older_than_any_cached_token(
     provider: Provider,
 ) -> None:
+    """All but the newest, which keeps the feed's ids from starting over."""
     grant = _issue(provider, "token-three")
+    provider.store.issue(grant, "token-four", None, 3600)
     provider.store.revoke_grant(grant)
-    assert provider.store.latest_revocation() == 1
+    assert provider.store.latest_revocation() == 2
 
     provider.store.lifetimes = Lifetimes(access_token=-1)
     provider.store.purge()
-    assert provider.store.revocations_since(0) == (0, [])
+    newest, digests = provider.store.revocations_since(0)
+    assert (newest, len(digests)) == (2, 1)
+
+
+def test_a_revocation_after_a_purge_reaches_a_follower(
+    settings: Settings, provider: Provider
+) -> None:
+    """The purge empties the feed of old rows; the next id still follows on."""
+    grant = _issue(provider, "token-five")
+    for token in ("token-six", "token-seven"):
+        provider.store.issue(grant, token, None, 3600)
+    provider.store.revoke_grant(grant)
+    cache = TokenCache(b"s" * 32)
+    app = webtest.TestApp(TrustAssociationMiddleware(_echo, provider.store, cache))
+    follower = RevocationFollower(provider.store, cache)
+    seen = follower.last_id
+    assert seen == 3
+
+    provider.store.lifetimes = Lifetimes(access_token=-1)
+    provider.store.purge()
+    provider.store.lifetimes = Lifetimes()
+    grant = provider.store.consent("gina", "feed-app", "connections")
+    provider.store.issue(grant, "token-eight", None, 3600)
+    headers = {"Authorization": "Bearer token-eight"}
+    assert app.get("/", headers=headers).text == "gina"
+
+    open_provider(settings).store.revoke_grant(grant)
+    assert provider.store.latest_revocation() > seen
+    assert follower.poll() == 1
+    assert app.get("/", headers=headers, status=401).status_int == 401
 
 
 def test_every_oauth_path_under_connections_needs_a_token(settings: Settings) -> None:

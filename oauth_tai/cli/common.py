@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Any
+from typing import Any, Final
 
 from oauth_tai.errors import OAuthTaiError
 
@@ -13,14 +13,20 @@ class CommandError(OAuthTaiError):
     """A command cannot do what it was asked; its message is for the user."""
 
 
-def policy_options() -> argparse.ArgumentParser:
-    """The gateway's path rules; check-token takes the same to judge as it."""
+GATEWAY_DEFAULT: Final = "default /"
+
+
+def policy_options(default: str = GATEWAY_DEFAULT) -> argparse.ArgumentParser:
+    """The gateway's path rules; check-token takes the same to judge as it.
+
+    :param default: what ``--prefix``'s help says is judged without it.
+    """
     policy = argparse.ArgumentParser(add_help=False)
     policy.add_argument(
         "--prefix",
         action="append",
         default=[],
-        help="paths under PREFIX need a token (repeatable; default /)",
+        help=f"paths under PREFIX need a token (repeatable; {default})",
     )
     policy.add_argument(
         "--exclude",

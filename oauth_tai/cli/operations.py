@@ -9,12 +9,19 @@ from typing import Any
 from oauth_tai.cli.common import CommandError, policy_options, say
 from oauth_tai.settings import Settings
 
+# Without --prefix or --exclude, check-token judges as serve does
+# (oauth_tai.checktoken.policy_for).
+CHECK_TOKEN_DEFAULT = (
+    "default: serve's rule, every /connections/APP/oauth/ path, "
+    "or / when --exclude is given"
+)
+
 
 def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
     """Add ``check-token`` and ``settings`` to ``commands``."""
     check = commands.add_parser(
         "check-token",
-        parents=[common, policy_options()],
+        parents=[common, policy_options(CHECK_TOKEN_DEFAULT)],
         help="explain what the middleware decides for a token read from stdin",
     )
     check.add_argument(

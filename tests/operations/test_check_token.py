@@ -153,6 +153,26 @@ def test_paths_no_rule_intercepts_and_gateway_rules(
     assert "rule:     #1, paths under /api/" in guarded_text
 
 
+def test_the_help_tells_which_paths_are_judged_without_a_prefix(
+    env: dict[str, str], store: Provider
+) -> None:
+    """serve's rule, unlike the gateway's "/", which --exclude alone brings."""
+    help_text = " ".join(run_cli(env, "check-token", "--help").stdout.split())
+    gateway_help = " ".join(run_cli(env, "gateway", "--help").stdout.split())
+    token = _issue(store)
+
+    _, outside = _check(env, token, "--path", "/api/x")
+    _, inside = _check(env, token, "--path", "/connections/files/oauth/api/feed")
+    _, excluding = _check(env, token, "--exclude", "/public/", "--path", "/api/x")
+
+    assert "default: serve's rule, every /connections/APP/oauth/ path" in help_text
+    assert "or / when --exclude is given" in help_text
+    assert "none intercepts this request" in outside
+    assert "rule: #1, paths under /connections/" in " ".join(inside.split())
+    assert "rule: #1, paths under /;" in " ".join(excluding.split())
+    assert "(repeatable; default /)" in gateway_help
+
+
 def test_the_token_is_never_an_argument(env: dict[str, str]) -> None:
     unasked = run_cli(env, "check-token", "some-token-value")
     empty = run_cli(env, "check-token", input="\n")

@@ -50,18 +50,15 @@ def test_ready_when_database_and_redis_answer(
         assert answer.headers["Cache-Control"] == "no-store"
 
 
-@pytest.mark.parametrize("down", ["redis", "database"])
-def test_not_ready_when_a_dependency_does_not_answer(
-    tmp_path: Path, redis_url: str, down: str
+def test_not_ready_when_the_database_does_not_answer(
+    tmp_path: Path, redis_url: str
 ) -> None:
     """503 with nothing but the status; /healthz stays 200 all the while."""
-    # Nothing listens on a port just found free; no directory, no file.
-    redis = f"redis://127.0.0.1:{free_port()}/0" if down == "redis" else redis_url
-    database = tmp_path / ("missing/ready.db" if down == "database" else "ready.db")
-    engine = create_engine(f"sqlite:///{database}")
+    # No directory, no file.
+    engine = create_engine(f"sqlite:///{tmp_path / 'missing/ready.db'}")
     try:
         app = webtest.TestApp(
-            with_operations(_behind_nothing, Settings(redis_url=redis), engine)
+            with_operations(_behind_nothing, Settings(redis_url=redis_url), engine)
         )
         refused = app.get("/readyz", status=503)
         alive = app.get("/healthz")
@@ -71,6 +68,15 @@ def test_not_ready_when_a_dependency_does_not_answer(
     assert json.loads(refused.body) == UNAVAILABLE
     assert refused.body == b'{"status": "unavailable"}'
     assert alive.json == OK
+
+
+def test_ready_while_redis_does_not_answer(sqlite_engine: object) -> None:
+    """Requests do without Redis, so the load balancer keeps the instance."""
+    # Nothing listens on a port just found free.
+    dead = Settings(redis_url=f"redis://127.0.0.1:{free_port()}/0")
+    app = webtest.TestApp(with_operations(_behind_nothing, dead, sqlite_engine))
+
+    assert app.get("/readyz").json == OK
 
 
 def test_readiness_is_probed_at_most_once_a_period() -> None:
@@ -141,3 +147,22 @@ def test_gateway_answers_health_readiness_and_metrics(
     metrics = http.get(gateway.base + "/metrics", timeout=30)
     assert metrics.status_code == 200
     assert "oauth_tai_provider_call_seconds" in metrics.text
+
+
+def test_serve_and_gateway_stay_ready_while_redis_does_not_answer(
+    tmp_path: Path, processes: list[Process]
+) -> None:
+    dead = f"redis://127.0.0.1:{free_port()}/0"
+    server = start_server(tmp_path / "var", OAUTH_TAI_REDIS_URL=dead)
+    env = server_env(tmp_path / "var", OAUTH_TAI_REDIS_URL=dead)
+    gateway = start_gateway(env, tmp_path / "gateway.log", "--prefix", "/api/")
+    processes.append(gateway)
+    http = loopback_session()
+    try:
+        provider_ready = http.get(server.base + "/readyz", timeout=30)
+        gateway_ready = http.get(gateway.base + "/readyz", timeout=30)
+    finally:
+        stop_server(server)
+
+    assert (provider_ready.status_code, provider_ready.json()) == (200, OK)
+    assert (gateway_ready.status_code, gateway_ready.json()) == (200, OK)

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import math
+import re
+from pathlib import Path
+
 import pytest
 from sqlalchemy import Table, func, select
 
@@ -32,6 +36,20 @@ def test_authorize_redirects_with_code_and_state(site: InProcessProvider) -> Non
     assert params["state"] == "keep-me"
     assert len(params["code"]) >= 20
     assert count_rows(site, codes) == 1
+
+
+def test_a_code_carries_the_entropy_the_security_guide_states(
+    site: InProcessProvider,
+) -> None:
+    """oauthlib makes the codes: letters and digits, chosen by SystemRandom."""
+    code = site.code()
+    bits = int(len(code) * math.log2(26 + 26 + 10))
+    guide = (Path(__file__).parents[2] / "docs" / "security.md").read_text()
+
+    assert re.fullmatch(r"[A-Za-z0-9]+", code)
+    assert f"{len(code)} letters and digits, about {bits} bits" in " ".join(
+        guide.split()
+    )
 
 
 def test_deny_redirects_with_access_denied_and_state(site: InProcessProvider) -> None:

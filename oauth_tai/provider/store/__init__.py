@@ -11,6 +11,8 @@ Each concept has its module (:mod:`.grants`, :mod:`.codes`, :mod:`.tokens`,
 
 from __future__ import annotations
 
+from sqlalchemy import func, select
+
 from oauth_tai import database
 from oauth_tai.provider.store.base import Lifetimes
 from oauth_tai.provider.store.codes import CodeStore
@@ -30,18 +32,26 @@ class TokenStore(IssuedTokenStore, CodeStore):
     """
 
     def purge(self) -> int:
-        """Delete expired codes and tokens; return how many rows went."""
+        """Delete expired codes and tokens; return how many rows went.
+
+        Old revocations go too, but for the newest, whatever its age.
+        """
         # The tables by their module: in this package, ``codes``, ``tokens``
         # and ``revocations`` name the submodules.
         codes, tokens = database.codes, database.tokens
         revocations = database.revocations
         now = self.now()
+        newest = select(func.max(revocations.c.id)).scalar_subquery()
         with self.engine.begin() as conn:
             # A revocation matters while the token could still be cached,
-            # which is never past the longest access token lifetime.
+            # which is never past the longest access token lifetime. The
+            # newest row stays: SQLite numbers a row one past the highest id
+            # in the table, and followers read ids above the last they saw,
+            # so an emptied feed would start over below them, unheard.
             conn.execute(
                 revocations.delete().where(
-                    revocations.c.revoked_at <= now - self.lifetimes.access_token
+                    revocations.c.revoked_at <= now - self.lifetimes.access_token,
+                    revocations.c.id < newest,
                 )
             )
             gone = conn.execute(

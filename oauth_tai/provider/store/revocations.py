@@ -3,7 +3,9 @@
 Every revocation writes the digests of the access tokens it ended to the
 ``revocations`` table, numbered in commit order, and hands them to
 ``on_revoke`` so the caches in this process forget them at once. Processes
-elsewhere follow the table by id.
+elsewhere follow the table by id, so an id is never given twice: the purge
+keeps the newest row (see :meth:`TokenStore.purge
+<oauth_tai.provider.store.TokenStore.purge>`).
 """
 
 from __future__ import annotations
