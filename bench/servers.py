@@ -68,17 +68,48 @@ class Processes:
                 process.wait()
 
     def start(
-        self, name: str, command: list[str], port: int, env: dict[str, str]
+        self,
+        name: str,
+        command: list[str],
+        port: int,
+        env: dict[str, str],
+        cpus: set[int] | None = None,
     ) -> subprocess.Popen[bytes]:
-        """Start ``command``, logging to a file, and wait for ``port``."""
+        """Start ``command``, logging to a file, and wait for ``port``.
+
+        :param cpus: the CPUs it and its children may run on; all when None.
+        """
         log = self.workdir / f"{name}.log"
         with open(log, "wb") as out:
             process = subprocess.Popen(
-                command, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT
+                command,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=ROOT,
+                preexec_fn=None if cpus is None else lambda: pin(cpus),
             )
         self._started.append(process)
         wait_for_port(port, process, log)
         return process
+
+
+def split_cpus() -> tuple[set[int] | None, set[int] | None]:
+    """CPUs for the server and for the load generator, apart if there are two.
+
+    On a shared two-core machine, a server and wrk that take turns on both
+    cores measure the scheduler as much as the server; one core each makes
+    a run repeatable.
+    """
+    available = sorted(os.sched_getaffinity(0))
+    if len(available) < 2:
+        return None, None
+    return {available[-1]}, {available[0]}
+
+
+def pin(cpus: set[int]) -> None:
+    """Keep the calling process, and what it starts, on ``cpus``."""
+    os.sched_setaffinity(0, cpus)
 
 
 def clean_env(**extra: str) -> dict[str, str]:
@@ -159,7 +190,8 @@ def start_gunicorn(
         app,
     ]
     name = f"gunicorn-{app.split(':')[1].rstrip('()')}-{worker_class}"
-    master = processes.start(name, command, port, clean_env(**env))
+    server_cpus, _load_cpus = split_cpus()
+    master = processes.start(name, command, port, clean_env(**env), server_cpus)
     return f"http://127.0.0.1:{port}", master.pid
 
 

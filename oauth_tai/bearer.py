@@ -124,7 +124,7 @@ def take_token(headers: Iterable[str]) -> str | None:
     if len(values) > 1:
         raise InvalidRequest("more than one Authorization header")
 
-    credential = _credential(values[0])
+    credential = take_header_token({"HTTP_AUTHORIZATION": values[0]})
     if credential is not None:
         check_token(credential)
     return credential
@@ -142,14 +142,13 @@ def take_header_token(environ: dict[str, Any]) -> str | None:
     The fast way for a caller that takes the token from the header only
     and calls :func:`check_token` when its cache does not know the token.
     """
-    header = environ.get("HTTP_AUTHORIZATION")
-    return None if header is None else _credential(header)
+    header: str | None = environ.get("HTTP_AUTHORIZATION")
+    if header is None:
+        return None
 
-
-def _credential(value: str) -> str | None:
     # RFC 9110 §5.5: only SP and HTAB around a field value are whitespace;
     # str.strip() would also drop CR, LF and other control characters.
-    scheme, _, credential = value.strip(" \t").partition(" ")
+    scheme, _, credential = header.strip(" \t").partition(" ")
     if scheme.lower() != "bearer":
         return None
     return credential.strip(" ")

@@ -101,6 +101,12 @@ class InterceptPolicy:
         # Most requests miss every rule: one startswith over all prefixes
         # rejects them before any rule is looked at.
         self._prefixes = tuple(rule.prefix for rule in self.rules)
+        # A policy of one bare prefix, the commonest, decides in one step.
+        self._only = (
+            self.rules[0]
+            if len(self.rules) == 1 and self.rules[0].prefix_only and not self.exclude
+            else None
+        )
 
     @classmethod
     def for_prefixes(cls, prefixes: Iterable[str]) -> InterceptPolicy:
@@ -108,6 +114,8 @@ class InterceptPolicy:
 
     def match(self, path: str, method: str) -> InterceptRule | None:
         """Return the rule that decides this request, or ``None``."""
+        if self._only is not None:
+            return self._only if path.startswith(self._only.prefix) else None
         if not path.startswith(self._prefixes):
             return None
         if self.exclude and path.startswith(self.exclude):

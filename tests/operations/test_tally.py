@@ -54,7 +54,7 @@ def test_a_collection_sees_counts_made_just_before_it() -> None:
         assert _value(registry) == expected
 
 
-def test_a_finished_thread_keeps_its_count_and_leaves_no_cell() -> None:
+def test_counts_of_finished_threads_stay_counted() -> None:
     registry, counter = _counter()
     tally = Tally(counter)
 
@@ -64,7 +64,26 @@ def test_a_finished_thread_keeps_its_count_and_leaves_no_cell() -> None:
         thread.join()
 
     assert _value(registry) == 50
-    assert tally._cells == []
+
+
+def test_flushing_while_counting_loses_and_repeats_nothing() -> None:
+    """Each flush takes a number from the count too; none of them counts."""
+    registry, counter = _counter()
+    tally = Tally(counter)
+    done = threading.Event()
+
+    def flush_often() -> None:
+        while not done.is_set():
+            tally.flush()
+
+    flusher = threading.Thread(target=flush_often)
+    flusher.start()
+    for _ in range(50_000):
+        tally.inc()
+    done.set()
+    flusher.join()
+
+    assert _value(registry) == 50_000
 
 
 def test_counts_reach_the_counter_without_a_collection() -> None:
