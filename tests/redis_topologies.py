@@ -8,8 +8,6 @@ with how to install them, as a test that cannot run is not a pass.
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
 import shutil
 import subprocess
 import time
@@ -19,12 +17,9 @@ from urllib.parse import quote
 
 import pytest
 import redis
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from redis.sentinel import Sentinel
 
+from tests.certificates import self_signed_certificate
 from tests.conftest import free_port, wait_for_port
 
 REDIS_TOOLS_HELP = (
@@ -247,34 +242,33 @@ class ClusterRedis:
 
 
 class TlsRedis:
-    """One server that speaks TLS only, with a certificate from a CA of its own.
+    """One server that speaks TLS only, with a self-signed certificate.
 
-    ``url`` names it with ``rediss://`` and trusts that CA alone, so the
-    client checks the server's certificate as it would in production.
+    ``url`` names it with ``rediss://`` and trusts that certificate alone,
+    so the client checks the server's as it would in production.
     """
 
     def __init__(self, workdir: Path) -> None:
         self.servers = Servers(workdir)
         self.workdir = workdir
         self.port = free_port()
-        self.ca_file = workdir / "ca.pem"
+        self.certificate, self.key = self_signed_certificate(workdir)
         self.url = (
             f"rediss://:{MASTER_PASSWORD}@127.0.0.1:{self.port}/0"
-            f"?ssl_ca_certs={quote(str(self.ca_file))}"
+            f"?ssl_ca_certs={quote(str(self.certificate))}"
         )
 
     def start(self) -> None:
-        certificate, key = self._issue_certificate()
         self.servers.start(
             free_port(),
             "--tls-port",
             str(self.port),
             "--tls-cert-file",
-            str(certificate),
+            str(self.certificate),
             "--tls-key-file",
-            str(key),
+            str(self.key),
             "--tls-ca-cert-file",
-            str(self.ca_file),
+            str(self.certificate),
             # Clients prove nothing with certificates here; the password
             # stands for them, as it does in most deployments.
             "--tls-auth-clients",
@@ -283,55 +277,6 @@ class TlsRedis:
             MASTER_PASSWORD,
         )
         wait_for_port(self.port)
-
-    def _issue_certificate(self) -> tuple[Path, Path]:
-        now = datetime.datetime.now(datetime.UTC)
-        ca_key = ec.generate_private_key(ec.SECP256R1())
-        ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test CA")])
-        ca = (
-            x509.CertificateBuilder()
-            .subject_name(ca_name)
-            .issuer_name(ca_name)
-            .public_key(ca_key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
-            .sign(ca_key, hashes.SHA256())
-        )
-        key = ec.generate_private_key(ec.SECP256R1())
-        certificate = (
-            x509.CertificateBuilder()
-            .subject_name(
-                x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-            )
-            .issuer_name(ca_name)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(
-                x509.SubjectAlternativeName(
-                    [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-                ),
-                False,
-            )
-            .sign(ca_key, hashes.SHA256())
-        )
-        self.ca_file.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-        certificate_file = self.workdir / "server.pem"
-        certificate_file.write_bytes(
-            certificate.public_bytes(serialization.Encoding.PEM)
-        )
-        key_file = self.workdir / "server.key"
-        key_file.write_bytes(
-            key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            )
-        )
-        return certificate_file, key_file
 
     def close(self) -> None:
         self.servers.close()

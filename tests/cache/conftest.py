@@ -150,48 +150,42 @@ def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
         server.kill()
 
 
-@pytest.fixture(scope="session")
-def redis_sentinel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SentinelRedis]:
-    """A master behind a Sentinel, each with a password, for the whole run."""
-    topology = SentinelRedis(tmp_path_factory.mktemp("sentinel"))
+Topology = TypeVar("Topology", SentinelRedis, ClusterRedis, TlsRedis, UnixRedis)
+
+
+def _running(
+    kind: type[Topology], factory: pytest.TempPathFactory, name: str
+) -> Iterator[Topology]:
+    topology = kind(factory.mktemp(name))
     try:
         topology.start()
         yield topology
     finally:
         topology.close()
+
+
+@pytest.fixture(scope="session")
+def redis_sentinel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SentinelRedis]:
+    """A master behind a Sentinel, each with a password, for the whole run."""
+    yield from _running(SentinelRedis, tmp_path_factory, "sentinel")
 
 
 @pytest.fixture(scope="session")
 def redis_tls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsRedis]:
     """A server that speaks TLS only, for the whole run."""
-    topology = TlsRedis(tmp_path_factory.mktemp("tls"))
-    try:
-        topology.start()
-        yield topology
-    finally:
-        topology.close()
+    yield from _running(TlsRedis, tmp_path_factory, "tls")
 
 
 @pytest.fixture(scope="session")
 def redis_unix(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UnixRedis]:
     """A server on a Unix socket, for the whole run."""
-    topology = UnixRedis(tmp_path_factory.mktemp("unix"))
-    try:
-        topology.start()
-        yield topology
-    finally:
-        topology.close()
+    yield from _running(UnixRedis, tmp_path_factory, "unix")
 
 
 @pytest.fixture(scope="session")
 def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterRedis]:
     """A Redis Cluster of three masters, for the whole run."""
-    topology = ClusterRedis(tmp_path_factory.mktemp("cluster"))
-    try:
-        topology.start()
-        yield topology
-    finally:
-        topology.close()
+    yield from _running(ClusterRedis, tmp_path_factory, "cluster")
 
 
 class CountingValidator:

@@ -10,8 +10,6 @@ gives 503 with ``Retry-After``.
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
 import shutil
 import subprocess
 import sys
@@ -19,11 +17,8 @@ import time
 from pathlib import Path
 
 import requests
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
+from tests.certificates import self_signed_certificate
 from tests.conftest import (
     LiveServer,
     free_port,
@@ -55,40 +50,6 @@ APPS_API = "/oauth2/authzMgmt/connectionsProvider"
 
 # The revocation feed is read every second; this bounds the wait for it.
 FEED_DEADLINE_SECONDS = 10.0
-
-
-def _certificate(directory: Path) -> tuple[Path, Path]:
-    """A self-signed certificate for 127.0.0.1, and its key."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "oauth-tai test")])
-    now = datetime.datetime.now(datetime.UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-            ),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
-    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_path, key_path
 
 
 def _replace(text: str, old: str, new: str) -> str:
@@ -165,7 +126,7 @@ def test_nginx_fronts_provider_gateway_and_api(
         )
         processes.append(api)
 
-        cert, key = _certificate(tmp_path)
+        cert, key = self_signed_certificate(tmp_path)
         config = _nginx_config(tmp_path, ports, cert, key)
         checked = subprocess.run(
             [
