@@ -132,8 +132,9 @@ def canonical_path(path: str, *, keep_parameters: bool = False) -> str | None:
 
     Returns ``None`` for a path that does not start with ``/``, that holds
     a backslash or a control character (some servers read ``\\`` as
-    ``/`` or stop at NUL, and no policy can guess which), or whose
-    parameters upstreams disagree about (see :func:`_read_alike`).
+    ``/`` or stop at NUL, and no policy can guess which), that has ``..``
+    after doubled slashes, or whose parameters upstreams disagree about
+    (see :func:`_read_alike`).
 
     :param keep_parameters: keep the parameters in the path returned: the
         form forwarded upstream, whose reading the policy judged.
@@ -145,6 +146,13 @@ def canonical_path(path: str, *, keep_parameters: bool = False) -> str | None:
     names = [segment.partition(";")[0] for segment in sent]
     if ";" in path and not _read_alike(sent, names):
         return None
+    if ".." in names and "" in names[:-1]:
+        # A server that merges "//" resolves a later ".." against the
+        # segment before the slashes, one that does not against the empty
+        # segment between them: two resources, neither reading judgeable.
+        empty = names.index("")
+        if ".." in names[empty + 1 :]:
+            return None
 
     kept = sent if keep_parameters else names
     segments: list[str] = []
