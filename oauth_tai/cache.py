@@ -384,10 +384,6 @@ class TokenCache:
         if self.shared is not None:
             self.shared.delete(key)
 
-    def evict_local(self, key: str) -> None:
-        """Forget ``key`` in L1 only: L2 was already cleaned by the revoker."""
-        self.local.evict(key)
-
     def clear(self) -> None:
         """Forget everything in L1."""
         self.local.clear()

@@ -144,8 +144,6 @@ class TrustAssociationMiddleware:
         self.flights = SingleFlight[_Answer]()
         self.realm = realm
         self.policy = policy or InterceptPolicy.for_prefixes(prefixes)
-        self.allow_body_token = allow_body_token
-        self.allow_query_token = allow_query_token
         self.user_claims = tuple(user_claims)
         self.report_only = report_only
         # Tokens are checked for syntax on a cache miss only (see resolve).
