@@ -164,14 +164,16 @@ class TrustAssociationMiddleware:
         )
         # Dropped from every request: a client's identity headers, and an
         # identity some other layer may have left in the environ.
-        self._scrubbed = (ENVIRON_KEY, *spoofable)
+        self._scrubbed = frozenset((ENVIRON_KEY, *spoofable))
 
     def __call__(
         self, environ: WSGIEnvironment, start_response: StartResponse
     ) -> Iterable[bytes]:
         drop = environ.pop
-        for key in self._scrubbed:
-            drop(key, None)
+        # One look for all of them: a request rarely carries any.
+        if not environ.keys().isdisjoint(self._scrubbed):
+            for key in self._scrubbed:
+                drop(key, None)
 
         rule = self.policy.match(
             environ.get("PATH_INFO", ""), environ.get("REQUEST_METHOD", "GET")
