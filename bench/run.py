@@ -93,7 +93,7 @@ MEMORY_ENTRIES_L1 = 20_000
 MEMORY_ENTRIES_L2 = 5_000
 
 WRK_SECONDS = 2
-WRK_REPEATS = 9
+WRK_REPEATS = 15
 
 
 def main(argv: list[str] | None = None) -> int:

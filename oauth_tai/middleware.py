@@ -197,8 +197,16 @@ class TrustAssociationMiddleware:
 
             if self.report_only:
                 environ[TIER_KEY] = self._tier(token)
-            identity = self.resolve(token)
-            rule.check(identity)
+            # resolve(), with the cache hit spelled out: the hot path.
+            key = self.cache.key(token)
+            cached = self.cache.get(key)
+            identity = (
+                cached
+                if isinstance(cached, Identity)
+                else self._answer(token, key, cached)
+            )
+            if rule.demands:
+                rule.check(identity)
         except BearerError as refusal:
             REFUSED_BY_ERROR[refusal.error].inc()
             self._record_refusal(environ, refusal, token, identity, rule)
@@ -264,6 +272,14 @@ class TrustAssociationMiddleware:
         """
         key = self.cache.key(token)
         cached = self.cache.get(key)
+        # No second look at the expiry: no tier holds an answer fresh past
+        # its token's expiry (TokenCache.put), and both compare with now.
+        if isinstance(cached, Identity):
+            return cached
+        return self._answer(token, key, cached)
+
+    def _answer(self, token: str, key: str, cached: None | Miss) -> Identity:
+        # What the tiers held was no identity: a miss, or a refusal.
         if isinstance(cached, Miss):
             # Only checked tokens get cached answers, so a hit needs no check.
             check_token(token)
@@ -272,15 +288,11 @@ class TrustAssociationMiddleware:
                 raise ServiceUnavailable(
                     "the provider cannot be reached", answer.retry_after
                 )
-            cached = answer
+            if answer is not None:
+                return answer
 
-        if cached is None:
-            logger.debug("refused token %s: not active", key[:LOG_HASH_CHARS])
-            raise InvalidToken("the access token is not active")
-
-        # No second look at the expiry: no tier holds an answer fresh past
-        # its token's expiry (TokenCache.put), and both compare with now.
-        return cached
+        logger.debug("refused token %s: not active", key[:LOG_HASH_CHARS])
+        raise InvalidToken("the access token is not active")
 
     def _fetch(self, token: str, key: str) -> _Answer:
         # The flight before this one may have answered since our miss.

@@ -51,6 +51,8 @@ class InterceptRule:
         init=False, repr=False, compare=False, default=None
     )
     prefix_only: bool = field(init=False, repr=False, compare=False, default=True)
+    # Whether check() can refuse anything: most rules ask for a token only.
+    demands: bool = field(init=False, repr=False, compare=False, default=False)
 
     def __post_init__(self) -> None:
         if self.pattern is not None:
@@ -58,6 +60,14 @@ class InterceptRule:
         object.__setattr__(self, "methods", frozenset(m.upper() for m in self.methods))
         object.__setattr__(
             self, "prefix_only", self.pattern is None and not self.methods
+        )
+        object.__setattr__(
+            self,
+            "demands",
+            bool(self.scopes)
+            or self.require_user
+            or self.audience is not None
+            or self.issuer is not None,
         )
 
     def matches(self, path: str, method: str) -> bool:
