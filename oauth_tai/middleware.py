@@ -190,8 +190,6 @@ class TrustAssociationMiddleware:
                 PASSED_WITHOUT_TOKEN.inc()
                 return self.app(environ, start_response)
 
-            drop("REMOTE_USER", None)
-            drop("AUTH_TYPE", None)
             if token is None:
                 raise MissingToken()
 
@@ -211,6 +209,8 @@ class TrustAssociationMiddleware:
             REFUSED_BY_ERROR[refusal.error].inc()
             self._record_refusal(environ, refusal, token, identity, rule)
             if self.report_only:
+                drop("REMOTE_USER", None)
+                drop("AUTH_TYPE", None)
                 return self.app(environ, start_response)
             return self._refuse(refusal, start_response)
 
@@ -223,8 +223,11 @@ class TrustAssociationMiddleware:
                 rule.prefix,
                 environ.pop(TIER_KEY, "provider"),
             )
+        # Whatever another layer left in these is replaced, or dropped.
         if identity.user is not None:
             environ["REMOTE_USER"] = identity.user
+        else:
+            drop("REMOTE_USER", None)
         environ["AUTH_TYPE"] = "Bearer"
         environ[ENVIRON_KEY] = identity
         return self.app(environ, start_response)

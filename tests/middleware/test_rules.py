@@ -258,7 +258,9 @@ def test_report_only_lets_refused_requests_through_without_identity() -> None:
     echo, web = _app(validator, report_only=True)
 
     assert web.get("/api/v1/x", headers=bearer("good")).json["REMOTE_USER"] == "u"
-    refused = web.get("/api/v1/x", headers=bearer("bad")).json
+    refused = web.get(
+        "/api/v1/x", headers=bearer("bad"), extra_environ={"REMOTE_USER": "mallory"}
+    ).json
     assert refused["REMOTE_USER"] is None and refused["identity"] is None
     assert web.get("/api/admin/x", headers=bearer("good")).json["identity"] is None
     assert web.get("/api/v1/x").status_int == 200
