@@ -133,7 +133,11 @@ def _list(args: argparse.Namespace, settings: Settings) -> int:
         raise CommandError("--offset must be 0 or more and --limit 1 or more")
 
     found = open_provider(settings).registry.list(args.offset, args.limit)
-    lines = [f"{c.client_id}\t{c.name}\t{c.redirect_uri}" for c in found]
+    lines = [
+        f"{c.client_id}\t{c.name}\t{c.redirect_uri}"
+        + ("" if c.enabled else "\tdisabled")
+        for c in found
+    ]
     say(
         args,
         [_consumer_json(c) for c in found],

@@ -81,6 +81,8 @@ def _port(text: str) -> int:
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     if args.workers < 1:
         raise CommandError("--workers must be 1 or more")
+    if args.threads is not None and args.threads < 1:
+        raise CommandError("--threads must be 1 or more")
 
     if args.workers == 1:
         if args.worker_class is not None or args.threads is not None:

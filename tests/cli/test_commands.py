@@ -82,6 +82,12 @@ def test_list_count_edit_delete(env: dict[str, str]) -> None:
     paged = json.loads(_cli(env, "clients", "list", "--offset", "1", "--json"))
     assert [c["client_id"] for c in paged] == ["b-app"]
 
+    _cli(env, "clients", "edit", "b-app", "--disable")
+    assert _cli(env, "clients", "list").splitlines() == [
+        f"a-app\tA-APP\t{REDIRECT}",
+        f"b-app\tB-APP\t{REDIRECT}\tdisabled",
+    ]
+
     _cli(env, "clients", "edit", "a-app", "--name", "Renamed")
     assert json.loads(_cli(env, "clients", "show", "a-app", "--json"))["name"] == (
         "Renamed"

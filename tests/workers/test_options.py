@@ -16,6 +16,7 @@ from tests.conftest import run_cli, server_env
     ("options", "message"),
     [
         (["--workers", "0"], "--workers must be 1 or more"),
+        (["--workers", "2", "--threads", "0"], "--threads must be 1 or more"),
         (["--threads", "4"], "need --workers 2 or more"),
         (["--worker-class", "gthread"], "need --workers 2 or more"),
     ],
