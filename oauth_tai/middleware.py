@@ -208,9 +208,11 @@ class TrustAssociationMiddleware:
         except BearerError as refusal:
             REFUSED_BY_ERROR[refusal.error].inc()
             self._record_refusal(environ, refusal, token, identity, rule)
+            # Neither the app (report-only) nor a layer around this one
+            # may take another layer's user for this request's.
+            drop("REMOTE_USER", None)
+            drop("AUTH_TYPE", None)
             if self.report_only:
-                drop("REMOTE_USER", None)
-                drop("AUTH_TYPE", None)
                 return self.app(environ, start_response)
             return self._refuse(refusal, start_response)
 

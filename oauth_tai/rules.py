@@ -61,13 +61,17 @@ class InterceptRule:
         object.__setattr__(
             self, "prefix_only", self.pattern is None and not self.methods
         )
+        # Anything but the plain defaults demands a check, a subclass's own
+        # check() included: a rule skips its check only when it is certain
+        # the check cannot refuse.
         object.__setattr__(
             self,
             "demands",
-            bool(self.scopes)
+            self.scopes != frozenset()
             or self.require_user
             or self.audience is not None
-            or self.issuer is not None,
+            or self.issuer is not None
+            or type(self).check is not InterceptRule.check,
         )
 
     def matches(self, path: str, method: str) -> bool:

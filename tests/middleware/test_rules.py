@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 from webtest import TestApp
 
+from oauth_tai.bearer import InsufficientScope
 from oauth_tai.middleware import TrustAssociationMiddleware
 from oauth_tai.rules import InterceptPolicy, InterceptRule
 from oauth_tai.system import Provider
@@ -284,3 +285,49 @@ def test_report_only_logs_rule_tier_and_reason(caplog: Any) -> None:
     assert "insufficient_scope" in audit[0] and "/api/admin/" in audit[0]
     assert "provider" in audit[0] and "l1" in audit[1]
     assert len(allowed) == 1 and "l1" in allowed[0]
+
+
+class _OnlyAppOne(InterceptRule):
+    """A rule of a deployment's own: one consumer only."""
+
+    def check(self, identity: Any) -> None:
+        super().check(identity)
+        if identity.consumer_id != "app-one":
+            raise InsufficientScope("this resource serves app-one only")
+
+
+def test_a_rule_with_its_own_check_is_checked_on_every_request() -> None:
+    validator = Answers(
+        {
+            "one": {"client_id": "app-one", "username": "u", "exp": FAR},
+            "two": {"client_id": "app-two", "username": "u", "exp": FAR},
+        }
+    )
+    web = TestApp(
+        TrustAssociationMiddleware(
+            EchoApp(), validator, policy=InterceptPolicy([_OnlyAppOne("/api/")])
+        )
+    )
+
+    for _ in range(2):  # a miss, then an L1 hit
+        web.get("/api/x", headers=bearer("one"), status=200)
+        web.get("/api/x", headers=bearer("two"), status=403)
+    assert validator.asked == ["one", "two"]
+
+
+def test_a_refusal_leaves_no_other_layers_user_in_the_environ() -> None:
+    """A layer around the middleware (an access log) sees no borrowed user."""
+    validator = Answers({"good": {"client_id": "c", "username": "u", "exp": FAR}})
+    middleware = TrustAssociationMiddleware(EchoApp(), validator, policy=POLICY)
+    environ: dict[str, Any] = {
+        "PATH_INFO": "/api/v1/x",
+        "REQUEST_METHOD": "GET",
+        "HTTP_AUTHORIZATION": "Bearer bad",
+        "REMOTE_USER": "mallory",
+        "AUTH_TYPE": "Basic",
+    }
+    statuses: list[str] = []
+    middleware(environ, lambda status, headers, *_: statuses.append(status))
+
+    assert statuses == ["401 Unauthorized"]
+    assert "REMOTE_USER" not in environ and "AUTH_TYPE" not in environ
