@@ -195,14 +195,7 @@ class TrustAssociationMiddleware:
 
             if self.report_only:
                 environ[TIER_KEY] = self._tier(token)
-            # resolve(), with the cache hit spelled out: the hot path.
-            key = self.cache.key(token)
-            cached = self.cache.get(key)
-            identity = (
-                cached
-                if isinstance(cached, Identity)
-                else self._answer(token, key, cached)
-            )
+            identity = self.resolve(token)
             if rule.demands:
                 rule.check(identity)
         except BearerError as refusal:
