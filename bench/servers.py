@@ -58,9 +58,19 @@ class Processes:
         value: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        for process in reversed(self._started):
+        self._end(list(reversed(self._started)))
+
+    def stop(self, pids: set[int]) -> None:
+        """End the processes started here with these pids, before the run ends."""
+        ending = [process for process in self._started if process.pid in pids]
+        self._end(ending)
+        self._started = [p for p in self._started if p not in ending]
+
+    @staticmethod
+    def _end(processes: list[subprocess.Popen[bytes]]) -> None:
+        for process in processes:
             process.terminate()
-        for process in reversed(self._started):
+        for process in processes:
             try:
                 process.wait(timeout=15)
             except subprocess.TimeoutExpired:
@@ -189,7 +199,7 @@ def start_gunicorn(
         "warning",
         app,
     ]
-    name = f"gunicorn-{app.split(':')[1].rstrip('()')}-{worker_class}"
+    name = f"gunicorn-{app.split(':')[1].rstrip('()')}-{worker_class}-{port}"
     server_cpus, _load_cpus = split_cpus()
     master = processes.start(name, command, port, clean_env(**env), server_cpus)
     return f"http://127.0.0.1:{port}", master.pid
