@@ -145,7 +145,9 @@ class TokenCache:
         # before costs one, keyed, looked up in a memo of keys; the memo
         # holds hashes only and never leaves the process.
         memo_hash = self._memo_hash.copy()
-        encoded = token.encode()
+        # "surrogatepass": a caller in the process may hand over a lone
+        # surrogate, which no server decodes; it gets a key, and a refusal.
+        encoded = token.encode("utf-8", "surrogatepass")
         memo_hash.update(encoded)
         short = memo_hash.digest()
         key = self._memo.get(short)
@@ -178,7 +180,7 @@ class TokenCache:
     def jti_hash(self, jti: str) -> str:
         """Return the keyed hash naming a JWT ``jti`` in Redis and messages."""
         keyed = self._keyed.copy()
-        keyed.update(b"jti\0" + jti.encode())
+        keyed.update(b"jti\0" + jti.encode("utf-8", "surrogatepass"))
         return keyed.hexdigest()
 
     # -- answers ------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 import time
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from ipaddress import ip_address
@@ -316,8 +317,16 @@ def _check_client_id(client_id: str) -> None:
 
 
 def _check_name(name: str) -> None:
-    if not name.strip() or len(name) > 256:
-        raise InvalidValue("a consumer name is 1 to 256 characters")
+    # A name is printed in the columns of `clients list` and in log lines:
+    # a tab or a line break in it could pose as another column or record.
+    if (
+        not name.strip()
+        or len(name) > 256
+        or any(unicodedata.category(ch) == "Cc" for ch in name)
+    ):
+        raise InvalidValue(
+            "a consumer name is 1 to 256 characters, none of them a control character"
+        )
 
 
 def _consumer(row: object) -> Consumer:

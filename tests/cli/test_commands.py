@@ -133,6 +133,17 @@ def test_bad_redirect_uri_is_refused(env: dict[str, str], uri: str) -> None:
     assert _cli(env, "clients", "count").strip() == "0"
 
 
+@pytest.mark.parametrize("name", ["A\tB", "A\nB", "A\rB", "A\x7fB", "A\x85B"])
+def test_name_with_a_control_character_is_refused(
+    env: dict[str, str], name: str
+) -> None:
+    message = _fails(
+        env, "clients", "add", "app", "--name", name, "--redirect-uri", REDIRECT
+    )
+    assert "control character" in message
+    assert _cli(env, "clients", "count").strip() == "0"
+
+
 def test_loopback_http_redirect_is_allowed(env: dict[str, str]) -> None:
     _cli(
         env,

@@ -403,3 +403,14 @@ def test_middleware_authenticates_via_the_provider_when_redis_is_down(
         assert response.text == "alice"
 
     web.get("/", headers={"Authorization": "Bearer unknown"}, status=401)
+
+
+def test_keys_exist_for_strings_no_server_sends() -> None:
+    """Lone surrogates get keys of their own: hashing them never raises."""
+    cache = TokenCache(b"secret")
+
+    keys = {cache.key("\ud800"), cache.key("\ud801"), cache.key("ok")}
+    jti_hashes = {cache.jti_hash("\udcff"), cache.jti_hash("\udcfe")}
+
+    assert len(keys) == 3
+    assert len(jti_hashes) == 2

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from webob import Request
 from webtest import TestApp
 
 from oauth_tai.cache import Miss, TokenCache
@@ -387,6 +388,24 @@ def test_malformed_header_is_a_bad_request(deployment: Deployment, value: str) -
     params = challenge_params(response.headers["WWW-Authenticate"])
     assert params["error"] == "invalid_request"
     assert response.json["error"] == "invalid_request"
+    assert deployment.echo.calls == []
+
+
+@pytest.mark.parametrize("credential", ["\ud800", "tok\udcffen", "t\u20acken"])
+def test_a_header_no_server_could_send_is_refused(
+    deployment: Deployment, credential: str
+) -> None:
+    """A caller in the process may break WSGI's latin-1 rule; still no 500."""
+    environ = Request.blank("/api/me").environ
+    environ["HTTP_AUTHORIZATION"] = "Bearer " + credential
+    statuses: list[str] = []
+
+    body = b"".join(
+        deployment.web.app(environ, lambda status, headers: statuses.append(status))
+    )
+
+    assert statuses == ["400 Bad Request"]
+    assert json.loads(body)["error"] == "invalid_request"
     assert deployment.echo.calls == []
 
 
