@@ -76,6 +76,9 @@ class WorkerServer(BaseApplication):
                 f"the worker class is one of {', '.join(WORKER_CLASSES)}, "
                 f"not {worker_class!r}"
             )
+        if worker_class == "sync" and threads > 1:
+            # gunicorn would quietly run gthread workers instead.
+            raise ConfigurationError("sync workers have one thread each")
 
         self.settings = settings
         address = f"[{host}]" if ":" in host else host

@@ -32,7 +32,8 @@ def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
     serve.add_argument(
         "--worker-class",
         choices=("sync", "gthread"),
-        help="gunicorn worker type with --workers N (default sync)",
+        help="gunicorn worker type with --workers N (default sync, or gthread "
+        "with --threads above 1)",
     )
     serve.add_argument(
         "--threads",
@@ -93,6 +94,10 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         serve(settings, args.host, args.port)
         return 0
 
+    threads = args.threads or 1
+    if args.worker_class == "sync" and threads > 1:
+        raise CommandError("sync workers have one thread; --threads needs gthread")
+
     from oauth_tai.workers import serve_workers
 
     serve_workers(
@@ -100,8 +105,9 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         args.host,
         args.port,
         workers=args.workers,
-        worker_class=args.worker_class or "sync",
-        threads=args.threads or 1,
+        # Threads mean gthread workers: said here, not left to gunicorn.
+        worker_class=args.worker_class or ("gthread" if threads > 1 else "sync"),
+        threads=threads,
     )
     return 0
 

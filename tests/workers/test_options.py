@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from oauth_tai.cli import main
 from oauth_tai.errors import ConfigurationError
 from oauth_tai.settings import Settings
 from oauth_tai.workers import WorkerServer
@@ -19,6 +20,10 @@ from tests.conftest import run_cli, server_env
         (["--workers", "2", "--threads", "0"], "--threads must be 1 or more"),
         (["--threads", "4"], "need --workers 2 or more"),
         (["--worker-class", "gthread"], "need --workers 2 or more"),
+        (
+            ["--workers", "2", "--worker-class", "sync", "--threads", "4"],
+            "--threads needs gthread",
+        ),
     ],
 )
 def test_serve_refuses_options_that_mean_nothing(
@@ -55,7 +60,7 @@ def test_gunicorn_settings_from_the_environment_yield_to_ours(
 
 @pytest.mark.parametrize(
     ("workers", "worker_class", "threads"),
-    [(0, "sync", 1), (2, "gevent", 1), (2, "gthread", 0)],
+    [(0, "sync", 1), (2, "gevent", 1), (2, "gthread", 0), (2, "sync", 4)],
 )
 def test_a_worker_server_refuses_what_it_does_not_run(
     workers: int, worker_class: str, threads: int
@@ -69,3 +74,29 @@ def test_a_worker_server_refuses_what_it_does_not_run(
             worker_class=worker_class,
             threads=threads,
         )
+
+
+@pytest.mark.parametrize(
+    ("options", "worker_class"),
+    [
+        ([], "sync"),
+        (["--threads", "1"], "sync"),
+        (["--threads", "4"], "gthread"),
+        (["--worker-class", "gthread"], "gthread"),
+    ],
+)
+def test_threads_choose_gthread_workers_out_loud(
+    monkeypatch: pytest.MonkeyPatch, options: list[str], worker_class: str
+) -> None:
+    """More than one thread runs gthread workers, as the command says, not
+    because gunicorn swaps the class behind its back."""
+    asked: dict[str, object] = {}
+    # The command would set up logging for the whole test process.
+    monkeypatch.setattr("oauth_tai.cli.configure_logging", lambda *_a, **_k: None)
+    monkeypatch.setattr(
+        "oauth_tai.workers.serve_workers",
+        lambda *_args, **options: asked.update(options),
+    )
+
+    assert main(["serve", "--port", "9", "--workers", "2", *options]) == 0
+    assert asked["worker_class"] == worker_class
