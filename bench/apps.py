@@ -37,7 +37,11 @@ def hello(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
 
 
 class FixedProvider:
-    """Vouch for the one token the benchmark uses; it is asked once per worker."""
+    """Vouch for the one token the benchmark uses.
+
+    It is asked once per section: every other worker finds the answer in
+    the shared Redis (L2) while it warms up.
+    """
 
     def __init__(self, token: str) -> None:
         self.token = token

@@ -17,6 +17,7 @@ import json
 import re
 import secrets
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -103,7 +104,8 @@ WRK_SECONDS = 1
 # at a time, started afresh for each block of turns.
 BLOCKS = 4
 SERVERS_OF_EACH = 2
-TURNS_PER_BLOCK = 5
+# Even, so that every server runs as often early in a turn as late.
+TURNS_PER_BLOCK = 6
 THROUGHPUT_APPS = ("bare", "floor", "protected")
 
 
@@ -125,6 +127,8 @@ def main(argv: list[str] | None = None) -> int:
         global ROUNDS, FAST_CALLS, BLOCKS, TURNS_PER_BLOCK
         ROUNDS, FAST_CALLS, BLOCKS, TURNS_PER_BLOCK = 5, 5_000, 1, 2
 
+    # A run stopped with SIGTERM ends its servers too, as one stopped with ^C.
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: sys.exit(143))
     workdir = Path(tempfile.mkdtemp(prefix="oauth-tai-bench-"))
     started = time.monotonic()
     try:
@@ -684,8 +688,8 @@ def bench_throughput(processes: Processes, setup: Setup, report: Report) -> None
     )
     report.line(
         "The floor is the hand-written lookup of the per-request section "
-        "(SHA-256 of the token, one `TTLCache.get`) served the same way: the "
-        "most any cache in front of the app can keep.\n"
+        "(SHA-256 of the token, one `TTLCache.get`) served the same way, "
+        "for comparison.\n"
     )
     in_worker = _time_inside_a_worker(processes, wrk, env, header)
     added = in_worker["protected"] - in_worker["bare"]
@@ -757,7 +761,8 @@ def _block_of_turns(
     turns = []
     for turn in range(TURNS_PER_BLOCK):
         # Each turn runs them all, in the reverse order of the turn
-        # before: a machine that drifts during a turn favours none.
+        # before: over an even number of turns, a machine that drifts
+        # during a turn favours none.
         measured = []
         for slot, name, url, master in servers if turn % 2 == 0 else servers[::-1]:
             before = cpu_seconds_of_children(master)
