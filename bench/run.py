@@ -634,12 +634,15 @@ def bench_throughput(processes: Processes, setup: Setup, report: Report) -> None
                 processes, wrk, env, header, worker_class, threads, connections
             )
 
+        config = (
+            f"{worker_class}, 2 workers × {threads} thread(s), "
+            f"{connections} connections"
+        )
         bare = _throughput(turns, "bare")
         halves = [_halves(measured) for measured in turns]
         rows.append(
             [
-                f"{worker_class}, 2 workers × {threads} thread(s), "
-                f"{connections} connections",
+                config,
                 "bare: the first server of each block ÷ the second",
                 f"{bare.rate:,.0f}",
                 f"{bare.rate:,.0f}",
@@ -660,8 +663,7 @@ def bench_throughput(processes: Processes, setup: Setup, report: Report) -> None
                 RESULTS[f"cpu_{name}_{worker_class}"] = app.cpu_ratio
             rows.append(
                 [
-                    f"{worker_class}, 2 workers × {threads} thread(s), "
-                    f"{connections} connections",
+                    config,
                     label,
                     f"{bare.rate:,.0f}",
                     f"{app.rate:,.0f}",

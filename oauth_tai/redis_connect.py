@@ -187,12 +187,13 @@ def _parse(url: str) -> RedisTarget:
 
     userinfo, at, hosts = match.group("netloc").rpartition("@")
     if scheme in ("redis", "rediss", "unix"):
-        if scheme != "unix" and (address := _NODE.fullmatch(hosts)):
-            _check_port(address.group("port"))
-        db = match.group("path").removeprefix("/")
-        if scheme != "unix" and db and not db.isdigit():
-            # redis-py would quietly take database 0 instead.
-            raise ConfigurationError("has a database that is no number: host/0")
+        if scheme != "unix":
+            if address := _NODE.fullmatch(hosts):
+                _check_port(address.group("port"))
+            db = match.group("path").removeprefix("/")
+            if db and not db.isdigit():
+                # redis-py would quietly take database 0 instead.
+                raise ConfigurationError("has a database that is no number: host/0")
         return _server(url.strip(), scheme)
 
     tls = scheme.startswith("rediss")
