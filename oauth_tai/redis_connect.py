@@ -190,10 +190,11 @@ def _parse(url: str) -> RedisTarget:
         if scheme != "unix":
             if address := _NODE.fullmatch(hosts):
                 _check_port(address.group("port"))
-            db = match.group("path").removeprefix("/")
-            if db and not db.isdigit():
-                # redis-py would quietly take database 0 instead.
-                raise ConfigurationError("has a database that is no number: host/0")
+            _check_db(
+                match.group("path").removeprefix("/"),
+                parse_qsl(match.group("query") or ""),
+                "has a database that is no number: host/0",
+            )
         return _server(url.strip(), scheme)
 
     tls = scheme.startswith("rediss")
@@ -239,6 +240,16 @@ def _server(url: str, scheme: str) -> RedisTarget:
     return RedisTarget("server", url=url)
 
 
+def _check_db(db: str, query: list[tuple[str, str]], no_number: str) -> None:
+    # What redis-py does not read as a number it quietly takes for
+    # database 0 ("²" passes str.isdigit but not int), and a "?db=" after
+    # the path quietly wins over it.
+    if db and not (db.isascii() and db.isdigit()):
+        raise ConfigurationError(no_number)
+    if db and any(name == "db" for name, _value in query):
+        raise ConfigurationError("names its database twice, in the path and ?db=")
+
+
 def _sentinel(
     tls: bool, userinfo: str, hosts: str, path: str, query: list[tuple[str, str]]
 ) -> RedisTarget:
@@ -248,8 +259,7 @@ def _sentinel(
             "names no Sentinel service: "
             "redis+sentinel://host:26379[,host:26379]/service[/db]"
         )
-    if db and not db.isdigit():
-        raise ConfigurationError("has a database after the service that is no number")
+    _check_db(db, query, "has a database after the service that is no number")
 
     for_sentinels = {
         _SENTINEL_OPTIONS[name]: value

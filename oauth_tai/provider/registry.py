@@ -316,16 +316,23 @@ def _check_client_id(client_id: str) -> None:
         )
 
 
+# Control and format characters, lone surrogates, line and paragraph
+# separators: a name is printed in the columns of `clients list` and shown
+# on consent pages, where a tab or a line break could pose as another
+# column or row, and a direction override or an invisible character could
+# make one name read as another.
+_UNPRINTABLE = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
+
+
 def _check_name(name: str) -> None:
-    # A name is printed in the columns of `clients list` and in log lines:
-    # a tab or a line break in it could pose as another column or record.
     if (
         not name.strip()
         or len(name) > 256
-        or any(unicodedata.category(ch) == "Cc" for ch in name)
+        or any(unicodedata.category(ch) in _UNPRINTABLE for ch in name)
     ):
         raise InvalidValue(
-            "a consumer name is 1 to 256 characters, none of them a control character"
+            "a consumer name is 1 to 256 characters, none of them a control, "
+            "format or line-separator character"
         )
 
 

@@ -133,14 +133,28 @@ def test_bad_redirect_uri_is_refused(env: dict[str, str], uri: str) -> None:
     assert _cli(env, "clients", "count").strip() == "0"
 
 
-@pytest.mark.parametrize("name", ["A\tB", "A\nB", "A\rB", "A\x7fB", "A\x85B"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "A\tB",
+        "A\nB",
+        "A\rB",
+        "A\x7fB",
+        "A\x85B",
+        "A\u2028B",
+        "A\u202eB",
+        "\u200b",
+        # Bytes that are no UTF-8 reach the command as lone surrogates.
+        "A\udcffB",
+    ],
+)
 def test_name_with_a_control_character_is_refused(
     env: dict[str, str], name: str
 ) -> None:
     message = _fails(
         env, "clients", "add", "app", "--name", name, "--redirect-uri", REDIRECT
     )
-    assert "control character" in message
+    assert "control, format or line-separator character" in message
     assert _cli(env, "clients", "count").strip() == "0"
 
 
